@@ -1,0 +1,22 @@
+"""Shared bits for node modules: the socket type names and small schema helpers."""
+from __future__ import annotations
+
+FRAMES = "REMASTER_FRAMES"  # the frame stream (remaster.stream.FrameStream)
+CUTS = "REMASTER_CUTS"  # scene cuts: list of frame indices where a new shot starts
+CATEGORY = "Remaster"
+
+
+def category(group: str) -> str:
+    return f"{CATEGORY}/{group}"
+
+
+def frames_input(tooltip: str = "Frame stream from a Remaster node (e.g. Load Video).") -> tuple:
+    return (FRAMES, {"tooltip": tooltip})
+
+
+def model_input(folder: str, tooltip: str, task: str | None = None) -> tuple:
+    """A dropdown of model files: registry files for the folder plus the user's own files."""
+    from remaster.models import registry
+
+    names = registry.choices(folder, task) or ["(no models found)"]
+    return (names, {"tooltip": tooltip})

@@ -1,0 +1,293 @@
+"""The model registry: ``models.json`` is the one place that knows model facts.
+
+Code asks for a model by registry id or by the file name a user picked in a dropdown. Files are
+looked up in the ComfyUI models folders (through :mod:`remaster.host`, so
+``extra_model_paths.yaml`` works) or, outside ComfyUI, under ``--models-dir`` /
+``REMASTER_MODELS_DIR`` laid out the same way. Nothing here touches the network unless
+:func:`download` is called explicitly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from .. import host
+
+log = logging.getLogger("remaster.models")
+
+REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models.json"
+
+
+class ModelError(Exception):
+    """A model file is missing, corrupt or not what the registry says."""
+
+
+class ModelNotFound(ModelError, FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    task: str
+    filename: str
+    folder: str
+    urls: tuple
+    sha256: str
+    size: int
+    licence: str
+    arch: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0] if self.urls else ""
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    out = {}
+    for item in data["models"]:
+        known = {k: item[k] for k in ("id", "task", "filename", "folder", "sha256", "size", "licence")}
+        extra = {k: v for k, v in item.items() if k not in known and k not in ("urls", "arch", "notes")}
+        out[item["id"]] = ModelEntry(
+            urls=tuple(item.get("urls", ())),
+            arch=item.get("arch", ""),
+            notes=item.get("notes", ""),
+            extra=extra,
+            **known,
+        )
+    return out
+
+
+def entries(registry_path: Optional[Path] = None) -> dict[str, ModelEntry]:
+    return dict(_load(str(registry_path or REGISTRY_PATH)))
+
+
+def entry(model_id: str) -> ModelEntry:
+    e = entries().get(model_id)
+    if e is None:
+        raise ModelError(f"unknown model id '{model_id}'; `python -m remaster models list` shows the known ids")
+    return e
+
+
+def by_filename(filename: str, folder: Optional[str] = None) -> Optional[ModelEntry]:
+    base = os.path.basename(filename)
+    for e in entries().values():
+        if e.filename == base and (folder is None or e.folder == folder):
+            return e
+    return None
+
+
+def choices(folder: str, task: Optional[str] = None) -> list[str]:
+    """Names for a node dropdown: registry files for ``folder`` (present or downloadable) plus
+    any user files found in the folder."""
+    names = [e.filename for e in entries().values() if e.folder == folder and (task is None or e.task == task)]
+    for f in host.list_model_files(folder):
+        if f not in names:
+            names.append(f)
+    return names
+
+
+def find(name: str, folder: Optional[str] = None) -> Optional[Path]:
+    """The path of an existing file for a registry id or file name, or None."""
+    e = entries().get(name)
+    if e is not None:
+        folder, name = e.folder, e.filename
+    elif folder is None:
+        e = by_filename(name)
+        folder = e.folder if e else None
+    if folder is None:
+        return None
+    for d in host.model_dirs(folder):
+        p = d / name
+        if p.is_file():
+            return p
+    return None
+
+
+def resolve(name: str, folder: Optional[str] = None, check_hash: bool = True) -> Path:
+    """Path of the model ``name`` (registry id or file name) in ``folder``.
+
+    Raises :class:`ModelNotFound` naming the file, the folder it belongs in and its download URL.
+    A registry file whose sha256 differs is reported with a warning (and still loaded).
+    """
+    if name is None or str(name).strip() == "":
+        raise ModelNotFound("no model was chosen: pick a model file in the node's model input")
+    p_direct = Path(str(name)).expanduser()
+    if p_direct.is_absolute() and p_direct.is_file():
+        return p_direct
+    e = entries().get(name) or by_filename(name, folder)
+    folder = folder or (e.folder if e else None)
+    path = find(name, folder)
+    if path is None:
+        filename = e.filename if e else os.path.basename(name)
+        dirs = host.model_dirs(folder) if folder else []
+        where = dirs[0] if dirs else Path("models") / str(folder)
+        msg = f"model file '{filename}' was not found. Put it in the '{folder}' models folder ({where})"
+        if e is not None and e.urls:
+            msg += f"; download it from {e.url} or run `python -m remaster models download {e.id}`"
+        else:
+            msg += "; it is not in models.json, so it must be your own file"
+        raise ModelNotFound(msg)
+    if check_hash and e is not None and e.sha256:
+        if not hash_matches(path, e):
+            log.warning("%s: sha256 differs from models.json (%s); the file may be corrupt or a different release", path, e.id)
+    return path
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+_hash_cache: dict = {}
+
+
+def hash_matches(path: Path, e: ModelEntry) -> bool:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hash_cache:
+        _hash_cache[key] = sha256_of(path)
+    return _hash_cache[key] == e.sha256.lower()
+
+
+def verify(ids: Optional[Iterable[str]] = None) -> list[tuple[str, str, str]]:
+    """(id, status, path) for registry models: ok, missing or mismatch."""
+    rows = []
+    for e in entries().values():
+        if ids and e.id not in ids:
+            continue
+        p = find(e.id)
+        if p is None:
+            rows.append((e.id, "missing", ""))
+        elif e.sha256 and not hash_matches(p, e):
+            rows.append((e.id, "mismatch", str(p)))
+        else:
+            rows.append((e.id, "ok", str(p)))
+    return rows
+
+
+def safe_target(folder_dir: Path, filename: str) -> Path:
+    """``folder_dir/filename``, refusing anything that escapes the folder."""
+    base = folder_dir.resolve()
+    target = (base / filename).resolve()
+    if base != target.parent and base not in target.parents:
+        raise ModelError(f"refusing to write '{filename}': the path leaves the models folder {base}")
+    return target
+
+
+def download(
+    model_id: str,
+    opener: Callable = urllib.request.urlopen,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Path:
+    """Fetch a registry model into its folder: resumable (``.part`` file), verified, renamed when
+    complete. Tries each URL (main, then mirrors)."""
+    e = entry(model_id)
+    folder_dir = host.model_dirs(e.folder)[0]
+    target = safe_target(folder_dir, e.filename)
+    if target.is_file() and (not e.sha256 or hash_matches(target, e)):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    errors = []
+    for url in e.urls:
+        try:
+            have = part.stat().st_size if part.exists() else 0
+            req = urllib.request.Request(url, headers={"User-Agent": "ComfyUI-Remaster"})
+            if have:
+                req.add_header("Range", f"bytes={have}-")
+            with opener(req) as resp:
+                status = getattr(resp, "status", 200)
+                mode = "ab" if have and status == 206 else "wb"
+                if mode == "wb":
+                    have = 0
+                with open(part, mode) as f:
+                    while True:
+                        b = resp.read(1 << 20)
+                        if not b:
+                            break
+                        f.write(b)
+                        have += len(b)
+                        if progress:
+                            progress(have, e.size)
+            if e.sha256 and sha256_of(part) != e.sha256.lower():
+                part.unlink(missing_ok=True)
+                raise ModelError(f"sha256 of the download from {url} does not match models.json")
+            os.replace(part, target)
+            return target
+        except Exception as exc:  # try the next mirror
+            errors.append(f"{url}: {exc}")
+    raise ModelError(f"could not download '{model_id}':\n  " + "\n  ".join(errors))
+
+
+def load_state_dict(path: Path | str) -> dict:
+    """Load weights safely: safetensors, or ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(
+            f"could not load '{path.name}' safely ({exc.__class__.__name__}: {exc}). "
+            "Only plain tensor checkpoints (.pth/.pt/.ckpt/.safetensors) are accepted."
+        ) from exc
+    return sd
+
+
+def unwrap_state_dict(sd: dict, keys: tuple = ("params_ema", "params", "state_dict", "model", "net")) -> dict:
+    """Strip the usual wrappers (``params_ema``, ``state_dict``…) and ``module.`` prefixes."""
+    for k in keys:
+        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict):
+            sd = sd[k]
+            break
+    if any(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    return sd
+
+
+def link_existing(src_dir: Path, link: bool = True) -> list[tuple[str, Path]]:
+    """Place registry files found anywhere under ``src_dir`` (matched by file name, then size and
+    sha256) into their models folders, as symlinks (or copies). Returns (id, path) placed."""
+    placed = []
+    by_name: dict[str, list[ModelEntry]] = {}
+    for e in entries().values():
+        by_name.setdefault(e.filename, []).append(e)
+    for p in sorted(Path(src_dir).rglob("*")):
+        if not p.is_file() or p.name not in by_name:
+            continue
+        for e in by_name[p.name]:
+            dest = safe_target(host.model_dirs(e.folder)[0], e.filename)
+            if dest.exists():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                os.symlink(p.resolve(), dest)
+            else:
+                shutil.copy2(p, dest)
+            placed.append((e.id, dest))
+    return placed
