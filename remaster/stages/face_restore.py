@@ -251,7 +251,8 @@ class FaceRestorer:
         self.smoother = LandmarkSmoother(smoothing)
         self.cuts = set(int(c) for c in (cuts or ()))
         self.device = device or host.torch_device()
-        self.dtype, self.channels_last = pick_precision(self.device, precision, desc)
+        # no channels_last: StyleGAN's modulated convs keep 5-D weights and flatten with .view
+        self.dtype, _ = pick_precision(self.device, precision, desc)
         self.max_batch = max(1, int(max_batch))
         self.mask = feather_mask(SIZE)
         self.arch = desc.architecture.id
@@ -261,8 +262,6 @@ class FaceRestorer:
         if not self._ready:
             self.desc.to(self.device)
             self.desc.model.to(dtype=self.dtype)
-            if self.channels_last:
-                self.desc.model.to(memory_format=torch.channels_last)
             self._ready = True
 
     @torch.inference_mode()
@@ -272,9 +271,7 @@ class FaceRestorer:
         outs = []
         for i in range(0, len(crops), self.max_batch):
             x = torch.from_numpy(crops[i : i + self.max_batch]).permute(0, 3, 1, 2).to(self.device)
-            x = (x * 2.0 - 1.0).to(self.dtype)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = (x * 2.0 - 1.0).to(self.dtype).contiguous()
             m = self.desc.model
             if self.arch == "GFPGAN":
                 y = m(x, return_rgb=False, randomize_noise=False)

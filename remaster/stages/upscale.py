@@ -235,7 +235,7 @@ class Upscaler:
     MIN_TILE = 32
 
     def __init__(self, desc, device: Optional[torch.device] = None, precision: str = "auto",
-                 tile: int = 0, overlap: int = 16, max_batch: int = 8) -> None:
+                 tile: int = 0, overlap: int = 24, max_batch: int = 8) -> None:
         self.device = device or host.torch_device()
         self.dtype, self.channels_last = pick_precision(self.device, precision, desc)
         self.desc = desc
@@ -290,12 +290,19 @@ class Upscaler:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.desc(x)
 
-    @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
         """``frames`` ``[n,H,W,3]``; ``size`` (H, W) resizes the model output (on the device)."""
+        n, H, W, _ = frames.shape
+        oh, ow = size if size is not None else (H * self.scale, W * self.scale)
+        # allocated outside inference mode so that later stages may modify the frames in place
+        result = torch.empty(n, oh, ow, 3, dtype=torch.float32)
+        with torch.inference_mode():
+            self._run(frames, size, result)
+        return result
+
+    def _run(self, frames: torch.Tensor, size: Optional[tuple[int, int]], result: torch.Tensor) -> None:
         self._prepare()
         n, H, W, _ = frames.shape
-        outs = []
         i = 0
         plan = self.plan(n, H, W)
         while i < n:
@@ -319,9 +326,8 @@ class Upscaler:
                 continue
             if size is not None:
                 y = resize(y, *size)
-            outs.append(y.clamp_(0, 1).permute(0, 2, 3, 1).float().cpu())
+            result[i : i + b].copy_(y.clamp_(0, 1).permute(0, 2, 3, 1))
             i += b
-        return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +340,10 @@ def upscale_frames(frames: torch.Tensor, upscalers: list, weights: list, size: t
         if w <= 0:
             continue
         y = up(frames, size)
-        out = y.mul_(w) if out is None else out.add_(y, alpha=w)
+        if out is None:
+            out = y if w == 1.0 else y.mul_(w)
+        else:
+            out.add_(y, alpha=w)
     return out
 
 
@@ -345,7 +354,7 @@ def upscale(
     target_height: int = 0,
     precision: str = "auto",
     tile: int = 0,
-    overlap: int = 16,
+    overlap: int = 24,
     denoise_strength: float = 1.0,
     model_b: str = "",
     blend: float = 0.0,
