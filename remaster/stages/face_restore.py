@@ -261,7 +261,10 @@ class FaceRestorer:
     def _prepare(self) -> None:
         if not self._ready:
             self.desc.to(self.device)
-            self.desc.model.to(dtype=self.dtype)
+            # CodeFormer's codebook lookup mixes a float32 one-hot with the weights, so it keeps
+            # float32 weights and runs under autocast; the others are cast outright
+            self.autocast = self.arch == "CodeFormer" and self.dtype != torch.float32
+            self.desc.model.to(dtype=torch.float32 if self.autocast else self.dtype)
             self._ready = True
 
     @torch.inference_mode()
@@ -271,23 +274,25 @@ class FaceRestorer:
         outs = []
         for i in range(0, len(crops), self.max_batch):
             x = torch.from_numpy(crops[i : i + self.max_batch]).permute(0, 3, 1, 2).to(self.device)
-            x = (x * 2.0 - 1.0).to(self.dtype).contiguous()
+            x = (x * 2.0 - 1.0).contiguous()
             m = self.desc.model
             if self.arch == "GFPGAN":
-                y = m(x, return_rgb=False, randomize_noise=False)
+                y = m(x.to(self.dtype), return_rgb=False, randomize_noise=False)
             elif self.arch == "CodeFormer":
-                y = m(x, weight=self.fidelity)
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
+                    y = m(x if self.autocast else x.to(self.dtype), weight=self.fidelity)
             else:
-                y = m(x)
+                y = m(x.to(self.dtype))
             y = y[0] if isinstance(y, (tuple, list)) else y
             y = ((y.float() + 1.0) * 0.5).clamp_(0, 1)
             outs.append(y.permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(outs) if outs else crops
 
-    def __call__(self, chunk: Chunk) -> Chunk:
+    def locate(self, chunk: Chunk) -> list[tuple[int, np.ndarray]]:
+        """(frame index in chunk, 2x3 alignment matrix) for every face to restore; advances the
+        landmark tracks (reset at scene cuts)."""
         frames = chunk.frames.numpy()
-        jobs = []  # (frame index in chunk, affine)
-        crops = []
+        jobs = []
         for i in range(len(chunk)):
             idx = chunk.start + i
             if idx in self.cuts:
@@ -298,14 +303,20 @@ class FaceRestorer:
                 faces = faces[wmin >= self.min_face]
             for pts in self.smoother(idx, faces):
                 M = align_matrix(pts)
-                if M is None:
-                    continue
-                crops.append(cv2.warpAffine(frames[i], M, (SIZE, SIZE), flags=cv2.INTER_LINEAR,
-                                            borderMode=cv2.BORDER_REFLECT101))
-                jobs.append((i, M))
+                if M is not None:
+                    jobs.append((i, M))
+        return jobs
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        jobs = self.locate(chunk)
         if not jobs:
             return chunk
-        restored = self.restore_crops(np.stack(crops).astype(np.float32))
+        frames = chunk.frames.numpy()
+        crops = np.stack([
+            cv2.warpAffine(frames[i], M, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+            for i, M in jobs
+        ]).astype(np.float32)
+        restored = self.restore_crops(crops)
         out = chunk.frames.clone()
         arr = out.numpy()
         for (i, M), face in zip(jobs, restored):
