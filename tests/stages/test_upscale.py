@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -248,3 +249,27 @@ def test_tile_starts_cover_and_overlap():
             assert st[0] == 0 and st[-1] + t == length
             for a, b in zip(st, st[1:]):
                 assert b > a and a + t - b >= 16  # at least the requested overlap
+
+
+def test_example_workflow_runs_end_to_end(tmp_path):
+    """workflows/api/upscale.json through the in-process runner on a short real clip: the file
+    written is twice the size of the (shrunk) input, with every frame."""
+    from remaster import cli, runner
+    from remaster.media.decode import probe
+
+    place("realesrgan/realesr-general-x4v3.pth")
+    prompt = runner.load_workflow(Path(__file__).resolve().parents[2] / "workflows/api/upscale.json")
+    out = tmp_path / "up.mp4"
+    prompt = runner.apply_overrides(
+        prompt,
+        ["Load Video.end_time=0.25", "Load Video.resize=max_side", "Load Video.max_side=96"],
+        str(clip("anime_480p_23976_audio.mp4")),
+        str(out),
+    )
+    runner.run(prompt, cli.node_mappings())
+    from remaster.media.decode import open_video
+
+    p = probe(out)
+    want = open_video(clip("anime_480p_23976_audio.mp4"), end_time=0.25).info.frame_count
+    assert (p.width, p.height) == (192, 144)
+    assert len(p.times) == want >= 5
