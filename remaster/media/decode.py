@@ -257,9 +257,7 @@ def _to_rgb(frame: "av.VideoFrame", p: Probe, size: tuple[int, int], keep_alpha:
     f2 = frame.reformat(width=w, height=h, format=fmt, interpolation=flags, **kwargs)
     arr = f2.to_ndarray()
     scale = 65535.0 if deep else 255.0
-    t = torch.from_numpy(arr)
-    t = t.to(torch.float32) if not deep else torch.from_numpy(arr.astype(np.float32))
-    t = t / scale
+    t = torch.from_numpy(arr if not deep else arr.astype(np.float32)).to(torch.float32).mul_(1.0 / scale)
     alpha = None
     if t.shape[-1] == 4:
         alpha = t[..., 3].contiguous()
