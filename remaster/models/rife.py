@@ -465,7 +465,8 @@ def build(sd: dict) -> IFNet:
 _cache: dict = {}
 
 
-def load_rife(name: str, device: Optional[torch.device] = None, precision: str = "auto") -> RifeModel:
+def load_rife(name: str, device: Optional[torch.device] = None, precision: str = "auto",
+              download_missing: bool = False) -> RifeModel:
     """Load a RIFE checkpoint by registry id, file name in the ``rife`` folder, or path.
 
     Safe loading only (safetensors or ``torch.load(weights_only=True)``). The last loaded model is
@@ -475,7 +476,7 @@ def load_rife(name: str, device: Optional[torch.device] = None, precision: str =
     from . import registry
 
     device = device or host.torch_device()
-    path = registry.resolve(name, "rife")
+    path = registry.resolve(name, "rife", download_missing=download_missing)
     st = Path(path).stat()
     key = (str(path), st.st_size, st.st_mtime_ns, str(device), precision)
     if key in _cache:

@@ -136,6 +136,7 @@ def interpolate(
     scale="auto",
     precision: str = "auto",
     max_batch: int = 4,
+    download_missing: bool = False,
 ) -> FrameStream:
     """A stream with more frames per second (RIFE), same duration and audio.
 
@@ -145,6 +146,7 @@ def interpolate(
     (:func:`frame_difference` of grey thumbnails at most ``dedup_threshold``, 0..1) and interpolate
     their slots. ``scale``: "auto" (0.5 above 2.6K, 0.25 above 5K) or 0.25/0.5/1.0/2.0; lower is faster
     and copes with larger motion, higher catches finer motion. ``precision``: auto/fp32/fp16/bf16.
+    ``download_missing``: fetch a missing registry model (models.json URLs) when the pass starts.
     """
     info = stream.info
     if cut_mode not in CUT_MODES:
@@ -188,7 +190,7 @@ def interpolate(
             return
         from ..models.rife import load_rife
 
-        net = load_rife(model, precision=precision)
+        net = load_rife(model, precision=precision, download_missing=download_missing)
         dev = net.device
         cuts = set(cuts_for(upstream)) if ratio != 1 else set()
         progress = host.Progress(m_out, "Interpolate (RIFE)")

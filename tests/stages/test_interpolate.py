@@ -170,3 +170,42 @@ def test_duplicate_removal_rebuilds_the_repeated_frame():
     assert fixed.shape == stutter.shape
     assert torch.equal(fixed[0], frames[0]) and torch.equal(fixed[2], frames[2])
     assert psnr(fixed[1], frames[1]) >= psnr(stutter[1], frames[1]) + 3.0
+
+
+def test_node_and_shipped_workflow_run_end_to_end(tmp_path):
+    """workflows/api/interpolate_60fps.json through the CLI on a real clip with audio."""
+    import json
+    import os
+    from pathlib import Path
+
+    import av
+
+    from remaster.cli import main, node_mappings
+
+    real = shared_model(REAL)
+    folder = host.model_dirs("rife")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    os.symlink(real, folder / "rife425.pth")
+    node = node_mappings()["RemasterInterpolate"]
+    spec = node.INPUT_TYPES()
+    for section in spec.values():
+        for name, (_, opts) in section.items():
+            assert opts.get("tooltip"), name
+    wf = Path(__file__).resolve().parents[2] / "workflows/api/interpolate_60fps.json"
+    assert json.loads(wf.read_text())["2"]["class_type"] == "RemasterInterpolate"
+    src = clip("dog_720p30_audio.mp4")  # 29.97 fps with AAC audio
+    out = tmp_path / "dog60.mp4"
+    code = main(["run", str(wf), "--input", str(src), "--output", str(out), "--set", "Load Video.end_time=0.5",
+                 "--set", "Load Video.resize=max_side", "--set", "Load Video.max_side=256",
+                 "--set", "Save Video.speed=ultrafast"])
+    assert code == 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.average_rate == 60
+        n = sum(1 for _ in c.decode(video=0))
+        assert c.streams.audio
+    from remaster.media.decode import open_video
+
+    n_in = open_video(str(src), end_time=0.5).info.frame_count
+    assert n == output_count(n_in, Fraction(30000, 1001), Fraction(60))
+    assert abs(n / 60 - n_in * 1001 / 30000) <= 0.5 / 60  # same duration, within half an output frame
