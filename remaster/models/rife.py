@@ -202,27 +202,29 @@ class _Block(nn.Module):
         network. Each part is resampled on its own, so the concatenation happens at the block's
         (low) resolution instead of at full resolution. Returns the first ``keep`` predicted
         channels at full resolution in fp32, flow in full-resolution pixels."""
-        ref = parts[0]
-        h, w = ref.shape[-2:]
         if scale != 1:
             parts = [F.interpolate(p, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
                      if p is not None else None for p in parts]
             if flow is not None:
                 flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) * (1.0 / scale)
         lh, lw = parts[0].shape[-2:]
-        seq = []
-        for p in parts:
-            seq.append(t.expand(-1, 1, lh, lw) if p is None else p)
+        seq = [t.expand(-1, 1, lh, lw) if p is None else p for p in parts]
         if flow is not None:
             seq.append(flow)
-        x = torch.cat([p.to(dtype) for p in seq], 1)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = self.lastconv(self.convblock(self.conv0(x)))[:, :keep].float()
+        # one fp32 concatenation, then a single copy into the compute dtype and memory layout
+        x = torch.cat(seq, 1).to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        feat = self.convblock(self.conv0(x))
+        deconv = self.lastconv[0]
+        if keep < deconv.out_channels // 4:  # only the channels that are used (last block: flow + mask)
+            y = F.conv_transpose2d(feat, deconv.weight[:, :4 * keep], deconv.bias[:4 * keep], stride=2, padding=1)
+        else:
+            y = deconv(feat)
+        # back to fp32 NCHW at the block's resolution, before upsampling (cheap here)
+        y = F.pixel_shuffle(y, 2).float().contiguous()
         if scale != 1:
             y = F.interpolate(y, scale_factor=scale, mode="bilinear", align_corners=False)
             y[:, :4] *= scale
-        return y.contiguous()
+        return y
 
 
 class _Head(nn.Module):
@@ -287,9 +289,7 @@ class IFNet(nn.Module):
         """Encoder features of frames ``[n,3,H,W]`` (fp32 out), or None for 4.5/4.6."""
         if self.encode is None:
             return None
-        x = img.to(self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = img.to(dtype=self.dtype, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         return self.encode(x).float().contiguous()
 
     def _grid(self, h: int, w: int, device: torch.device) -> tuple:
@@ -470,7 +470,7 @@ def load_rife(name: str, device: Optional[torch.device] = None, precision: str =
     """Load a RIFE checkpoint by registry id, file name in the ``rife`` folder, or path.
 
     Safe loading only (safetensors or ``torch.load(weights_only=True)``). The last loaded model is
-    kept for the next call with the same file, device and precision.
+    kept (the last two) for the next call with the same file, device and precision.
     """
     from .. import host
     from . import registry
@@ -487,6 +487,7 @@ def load_rife(name: str, device: Optional[torch.device] = None, precision: str =
     net.set_compute(device, dtype, cl)
     model = RifeModel(net, device, Path(path).name)
     log.info("RIFE %s loaded from %s (%s, %s)", net.cfg.version, path, device, dtype)
-    _cache.clear()
+    while len(_cache) >= 2:  # keep at most two loaded models (e.g. fp32 and auto side by side)
+        _cache.pop(next(iter(_cache)))
     _cache[key] = model
     return model

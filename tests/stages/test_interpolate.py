@@ -88,7 +88,7 @@ def test_chunk_borders_are_invisible(small_model):
     src = from_tensor(ramp(9), fps=25)
     out = interpolate(src, small_model, multiplier=3, detect_cuts=False)
     whole = collect(out, 64)
-    for size in (1, 2, 5):
+    for size in (1, 4):
         assert torch.equal(collect(out, size), whole)
     assert whole.shape[0] == 27
 
