@@ -462,32 +462,35 @@ def build(sd: dict) -> IFNet:
     return net.fold()
 
 
-_cache: dict = {}
+_cpu_cache: dict = {}
 
 
 def load_rife(name: str, device: Optional[torch.device] = None, precision: str = "auto",
               download_missing: bool = False) -> RifeModel:
     """Load a RIFE checkpoint by registry id, file name in the ``rife`` folder, or path.
 
-    Safe loading only (safetensors or ``torch.load(weights_only=True)``). The last loaded model is
-    kept (the last two) for the next call with the same file, device and precision.
+    Safe loading only (safetensors or ``torch.load(weights_only=True)``). The parsed fp32 network
+    of the last two files stays in CPU memory (about 25 MB each); a GPU (or reduced-precision)
+    copy is made per call and belongs to the caller, so nothing is left on the GPU behind
+    ComfyUI's back once a pass ends.
     """
+    import copy
+
     from .. import host
     from . import registry
 
     device = device or host.torch_device()
     path = registry.resolve(name, "rife", download_missing=download_missing)
     st = Path(path).stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, str(device), precision)
-    if key in _cache:
-        return _cache[key]
-    sd = registry.unwrap_state_dict(registry.load_state_dict(path))
-    net = build(sd)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    net = _cpu_cache.get(key)
+    if net is None:
+        net = build(registry.unwrap_state_dict(registry.load_state_dict(path)))
+        while len(_cpu_cache) >= 2:
+            _cpu_cache.pop(next(iter(_cpu_cache)))
+        _cpu_cache[key] = net
+        log.info("RIFE %s loaded from %s", net.cfg.version, path)
     dtype, cl = compute_dtype_for(device, precision)
-    net.set_compute(device, dtype, cl)
-    model = RifeModel(net, device, Path(path).name)
-    log.info("RIFE %s loaded from %s (%s, %s)", net.cfg.version, path, device, dtype)
-    while len(_cache) >= 2:  # keep at most two loaded models (e.g. fp32 and auto side by side)
-        _cache.pop(next(iter(_cache)))
-    _cache[key] = model
-    return model
+    if device.type != "cpu" or dtype != torch.float32 or cl:
+        net = copy.deepcopy(net).set_compute(device, dtype, cl)
+    return RifeModel(net, device, Path(path).name)

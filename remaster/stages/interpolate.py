@@ -306,6 +306,10 @@ def interpolate(
                 yield flush()
         finally:
             progress.close()
+            prev = None
+            if dev.type == "cuda":  # the device copy of the model goes with this pass
+                del net
+                host.empty_cache()
         if state["j"] != m_out:
             raise RuntimeError(
                 f"interpolation produced {state['j']} frames, expected {m_out}: the upstream stream "
