@@ -199,7 +199,7 @@ def interpolate(
 
         net = load_rife(model, precision=precision, download_missing=download_missing)
         dev = net.device
-        cuts = set(cuts_for(upstream)) if ratio != 1 else set()
+        cuts = set(cuts_for(upstream))  # also at x1: dropped repeats before a cut must not bridge it
         progress = host.Progress(m_out, "Interpolate (RIFE)")
         h, w = info.height, info.width
 

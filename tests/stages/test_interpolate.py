@@ -109,6 +109,10 @@ def test_synthetic_cut_has_no_ghost_frame(small_model):
     assert torch.allclose(blended[19], 0.5 * (a[9] + b[0]))
     crossing = collect(interpolate(src, small_model, multiplier=2, detect_cuts=False))
     assert not torch.equal(crossing[19], a[9])  # without cut handling the pair would be interpolated
+    # x1 with duplicate removal: a frozen end of shot A is not bridged into shot B
+    frozen = torch.cat([a[:8], a[7:8].repeat(2, 1, 1, 1), b])
+    fixed = collect(interpolate(from_tensor(frozen, fps=24), small_model, multiplier=1, remove_duplicates=True))
+    assert torch.equal(fixed[8], a[7]) and torch.equal(fixed[9], a[7]) and torch.equal(fixed[10], b[0])
     # cuts attached to the stream are used and mapped to the output timeline
     attached = interpolate(scenes.with_cuts(src, [10]), small_model, multiplier=2)
     assert attached.info.scene_cuts == (20,)
