@@ -32,7 +32,7 @@ class RemasterAutoColour:
             "required": {
                 "frames": frames_input(),
                 "white_balance": (list(colour_stage.WHITE_BALANCE), {
-                    "default": "grey_world",
+                    "default": "white_patch",
                     "tooltip": "grey_world: the scene's average (skin left out) becomes neutral. white_patch: the "
                                "brightest unclipped areas become white. region: the patch given by region_* "
                                "becomes neutral grey. off: keep the colour balance."}),
@@ -74,7 +74,7 @@ class RemasterAutoColour:
             },
         }
 
-    def run(self, frames, white_balance="grey_world", wb_strength=0.8, levels_strength=1.0, exposure_strength=0.6,
+    def run(self, frames, white_balance="white_patch", wb_strength=0.8, levels_strength=1.0, exposure_strength=0.6,
             target_grey=0.46, local_contrast=0.0, saturation=0.0, vibrance=0.15, skin_protect=0.7, temporal="smooth",
             smoothing_seconds=2.0, mask_mode="ignore", strength=1.0, region_x=0.0, region_y=0.0, region_w=0.0,
             region_h=0.0):

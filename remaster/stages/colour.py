@@ -37,7 +37,7 @@ class ColourError(ValueError):
 
 @dataclass(frozen=True)
 class AutoColourSettings:
-    white_balance: str = "grey_world"
+    white_balance: str = "white_patch"
     wb_strength: float = 0.8
     region: tuple = (0.0, 0.0, 0.0, 0.0)  # x, y, w, h as fractions of the frame (for "region")
     levels_strength: float = 1.0
@@ -84,7 +84,8 @@ class AutoColourSettings:
 N_STATS = 12
 
 
-def _stats(thumb: torch.Tensor, weight: torch.Tensor, s: AutoColourSettings) -> torch.Tensor:
+def _stats(thumb: torch.Tensor, weight: torch.Tensor, s: AutoColourSettings,
+           region: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Numbers for thumbnails ``[n, h, w, 3]`` (display values); ``weight`` ``[n, h, w]`` (0/1)
     selects the pixels that count (the person or the background when a mask is used)."""
     n, h, w, _ = thumb.shape
@@ -98,18 +99,12 @@ def _stats(thumb: torch.Tensor, weight: torch.Tensor, s: AutoColourSettings) -> 
     few = usable.sum(1, keepdim=True) < 16  # nearly all clipped or black: use every selected pixel
     usable = torch.where(few, wt, usable)
     usable = torch.where(usable.sum(1, keepdim=True) <= 0, torch.ones_like(usable), usable)
-    grey = (lin * usable.unsqueeze(-1)).sum(1) / usable.sum(1, keepdim=True)
+    grey = _near_grey_mean(lin, usable)
     # white patch: mean of the brightest 2 % of the usable pixels
     k = max(1, int(0.02 * px.shape[1]))
     top = torch.topk(torch.where(usable > 0, luma, torch.full_like(luma, -1.0)), k, dim=1).indices
     white = torch.gather(lin, 1, top.unsqueeze(-1).expand(-1, -1, 3)).mean(1)
-    x, y, rw, rh = (float(v) for v in s.region)
-    if rw > 0 and rh > 0:
-        x0, y0 = min(w - 1, int(x * w)), min(h - 1, int(y * h))
-        x1, y1 = max(x0 + 1, int(round((x + rw) * w))), max(y0 + 1, int(round((y + rh) * h)))
-        region = srgb_to_linear(thumb[:, y0:y1, x0:x1].reshape(n, -1, 3).float()).mean(1)
-    else:
-        region = grey
+    region = grey if region is None else region
     sel = torch.where(wt > 0.5, luma, torch.full_like(luma, float("nan")))
     sel = torch.where((wt > 0.5).sum(1, keepdim=True) >= 16, sel, luma)
     q = torch.tensor([s.black_percentile / 100, s.white_percentile / 100, 0.5])
@@ -117,14 +112,39 @@ def _stats(thumb: torch.Tensor, weight: torch.Tensor, s: AutoColourSettings) -> 
     return torch.cat([grey, white, region, pct], 1)
 
 
+def _near_grey_mean(lin: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
+    """Grey world made robust to scenes dominated by one colour (grass, sky, walls): the mean is
+    re-estimated a few times, each time weighting pixels by how close to neutral they are once
+    the current estimate is corrected, so strongly coloured areas stop voting."""
+    luma = torch.tensor(LUMA)
+    wt = usable
+    ref = (lin * wt.unsqueeze(-1)).sum(1) / wt.sum(1, keepdim=True).clamp(min=1e-6)
+    for width in (0.6, 0.35, 0.2):
+        gain = (ref @ luma).unsqueeze(-1) / ref.clamp(min=1e-6)
+        c = lin * gain.unsqueeze(1)
+        rel = (c.amax(-1) - c.amin(-1)) / c.amax(-1).clamp(min=1e-4)
+        wt = usable * torch.exp(-((rel / width) ** 2))
+        ok = wt.sum(1, keepdim=True) > 1e-3
+        new = (lin * wt.unsqueeze(-1)).sum(1) / wt.sum(1, keepdim=True).clamp(min=1e-6)
+        ref = torch.where(ok, new, ref)
+    return ref
+
+
 def measure(chunk: Chunk, s: AutoColourSettings) -> np.ndarray:
     """``[n, 12]`` (or ``[n, 24]``: person then background, when the mask is used)."""
     th = shotstats.thumbnails(chunk.frames, max_side=160)
+    region = None
+    x, y, rw, rh = (float(v) for v in s.region)
+    if rw > 0 and rh > 0:  # the picked neutral patch, measured at full resolution
+        h, w = chunk.frames.shape[1:3]
+        x0, y0 = min(w - 1, int(x * w)), min(h - 1, int(y * h))
+        x1, y1 = max(x0 + 1, int(round((x + rw) * w))), max(y0 + 1, int(round((y + rh) * h)))
+        region = srgb_to_linear(chunk.frames[:, y0:y1, x0:x1].float()).mean((1, 2))
     if s.mask_mode != "ignore" and chunk.mask is not None:
         m = (shotstats.mask_thumbnails(chunk.mask, th.shape[1:3]) > 0.5).float()
-        out = torch.cat([_stats(th, m, s), _stats(th, 1.0 - m, s)], 1)
+        out = torch.cat([_stats(th, m, s, region), _stats(th, 1.0 - m, s, region)], 1)
     else:
-        out = _stats(th, torch.ones(th.shape[:3]), s)
+        out = _stats(th, torch.ones(th.shape[:3]), s, region)
     return out.double().numpy()
 
 

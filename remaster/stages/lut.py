@@ -102,11 +102,17 @@ def parse_cube(text: str, source: str = "<text>") -> CubeLUT:
             continue
         parts = line.split()
         key = parts[0].upper()
-        if _NUM.match(parts[0]):
+        if _NUM.match(parts[0]) or key in ("NAN", "-NAN", "INF", "-INF", "+INF"):
             data_started = True
             if len(parts) != 3:
                 raise LUTError(f"{where}: a table line needs 3 numbers (r g b), found {len(parts)}: '{line[:60]}'")
-            rows.append(line)
+            try:
+                vals = [float(v) for v in parts]
+            except ValueError:
+                raise LUTError(f"{where}: '{line[:60]}' is not three numbers") from None
+            if not all(math.isfinite(v) for v in vals):
+                raise LUTError(f"{where}: NaN or infinite value in the table")
+            rows.append(vals)
             continue
         if data_started:
             raise LUTError(f"{where}: keyword '{parts[0]}' after the table started; keywords must come first")
@@ -148,12 +154,7 @@ def parse_cube(text: str, source: str = "<text>") -> CubeLUT:
     if len(rows) != expected:
         what = " + ".join(x for x in (f"{size1} (1D)" if size1 else "", f"{size3}^3 (3D)" if size3 else "") if x)
         raise LUTError(f"{source}: the table has {len(rows)} r g b lines but the sizes declare {what} = {expected}")
-    try:
-        table = torch.tensor([[float(v) for v in r.split()] for r in rows], dtype=torch.float64)
-    except ValueError:
-        raise LUTError(f"{source}: the table contains a value that is not a number") from None
-    if not torch.isfinite(table).all():
-        raise LUTError(f"{source}: the table contains NaN or infinite values")
+    table = torch.tensor(rows, dtype=torch.float64)
     for lo, hi, what in ((lut.domain_min, lut.domain_max, "3D"), (lut.shaper_min, lut.shaper_max, "1D")):
         if any(h <= l for l, h in zip(lo, hi)):
             raise LUTError(f"{source}: the {what} domain maximum {hi} must be above its minimum {lo}")
