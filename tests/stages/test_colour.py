@@ -143,3 +143,20 @@ def test_node_and_chunking_give_the_same_frames(clips_dir):
     (out2,) = NODE_CLASS_MAPPINGS["RemasterAutoColour"]().run(src.rechunked(4), local_contrast=0.3)
     assert torch.allclose(a, out2.read().frames, atol=1e-6)
     assert a.shape == src.read().frames.shape
+
+
+def test_grade_lut_workflow_runs_end_to_end(tmp_path, capsys, clips_dir):
+    from pathlib import Path
+
+    from remaster.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "graded.mp4"
+    code = main(["run", str(root / "workflows/api/grade_lut.json"), "--input", str(clip("juggle_720p24.mp4")),
+                 "--output", str(out), "--set", "Load Video.end_time=0.5", "--set", "Load Video.resize=max_side",
+                 "--set", "Load Video.max_side=256", "--set", "Save Video.speed=ultrafast"])
+    assert code == 0 and out.is_file()
+    graded = open_video(out).read().frames
+    plain = open_video(clip("juggle_720p24.mp4"), end_time=0.5, max_side=256).read().frames
+    assert graded.shape == plain.shape == (12, 144, 256, 3)
+    assert float((graded - plain).abs().mean()) > 0.01  # it was graded
