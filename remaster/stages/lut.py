@@ -229,7 +229,7 @@ def apply_1d(x: torch.Tensor, table: torch.Tensor, lo=(0.0,) * 3, hi=(1.0,) * 3)
 
 
 def apply_3d(x: torch.Tensor, cube: torch.Tensor, size: int, lo=(0.0,) * 3, hi=(1.0,) * 3,
-             interpolation: str = "tetrahedral", block: int = 65536) -> torch.Tensor:
+             interpolation: str = "tetrahedral", block: int = 262144) -> torch.Tensor:
     """Look ``x`` (``[..., 3]``) up in a flat cube (``[N**3, 3]``, red fastest).
 
     Works in planar blocks of ``block`` pixels so every temporary stays in cache; the corners are
@@ -263,7 +263,25 @@ def _cell(p: torch.Tensor, n: int):
 
 
 def _corner(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return table.gather(1, idx.long().unsqueeze(0).expand(3, -1))
+    if idx.dtype != torch.long:
+        idx = idx.long()
+    return table.gather(1, idx.unsqueeze(0).expand(3, -1))
+
+
+def _tetra_offsets(n: int, device) -> torch.Tensor:
+    """For each comparison code ``4*(r>=g) + 2*(r>=b) + (g>=b)``: the flat-index offsets of the
+    tetrahedron's second corner (step along the largest fraction) and third corner (steps along
+    the two largest)."""
+    stride = (1, n, n * n)
+    rows = []
+    for code in range(8):
+        a, b, c = code >> 2 & 1, code >> 1 & 1, code & 1
+        mx = 0 if (a and b) else (1 if c else 2)
+        mn = 0 if not (a or b) else (1 if (a and not c) else 2)
+        if mx == mn:  # contradictory code (cannot occur): any order is fine
+            mx, mn = 0, 2
+        rows.append((stride[mx], sum(stride) - stride[mn]))
+    return torch.tensor(rows, dtype=torch.long, device=device)
 
 
 def _tetrahedral(p: torch.Tensor, table: torch.Tensor, n: int) -> torch.Tensor:
@@ -272,22 +290,13 @@ def _tetrahedral(p: torch.Tensor, table: torch.Tensor, n: int) -> torch.Tensor:
     fmax = torch.maximum(torch.maximum(fr, fg), fb)
     fmin = torch.minimum(torch.minimum(fr, fg), fb)
     fmid = fr + fg + fb - fmax - fmin
-    a = (fr >= fg).to(p.dtype)
-    b = (fr >= fb).to(p.dtype)
-    c = (fg >= fb).to(p.dtype)
-    rmax = a * b
-    gmax = (1 - rmax) * c
-    rmin = (1 - a) * (1 - b)
-    gmin = (1 - rmin) * (1 - c)
-    nn = float(n * n)
-    # stride of the axis with the largest / smallest fraction (red 1, green n, blue n*n)
-    smax = rmax + gmax * n + (1 - rmax - gmax) * nn
-    smin = rmin + gmin * n + (1 - rmin - gmin) * nn
-    corner = float(1 + n + n * n)
-    c0 = _corner(table, base)
-    c1 = _corner(table, base + smax)
-    c2 = _corner(table, base + (corner - smin))
-    c3 = _corner(table, base + corner)
+    code = (fr >= fg).long().mul_(4).add_((fr >= fb).long().mul_(2)).add_((fg >= fb).long())
+    off = _tetra_offsets(n, p.device)
+    b0 = base.long()
+    c0 = _corner(table, b0)
+    c1 = _corner(table, b0 + off[:, 0].take(code))
+    c2 = _corner(table, b0 + off[:, 1].take(code))
+    c3 = _corner(table, b0 + (1 + n + n * n))
     # barycentric weights of the four tetrahedron corners (computed on [P], applied on [3, P])
     return c0.mul_(1.0 - fmax).addcmul_(c1, fmax - fmid).addcmul_(c2, fmid - fmin).addcmul_(c3, fmin)
 
