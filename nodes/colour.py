@@ -33,14 +33,14 @@ class RemasterAutoColour:
                 "frames": frames_input(),
                 "white_balance": (list(colour_stage.WHITE_BALANCE), {
                     "default": "white_patch",
-                    "tooltip": "grey_world: the scene's average (skin left out) becomes neutral. white_patch: the "
+                    "tooltip": "grey_world: the average of the near-neutral parts of the scene becomes neutral (can mislead on scenes dominated by one colour, e.g. grass). white_patch: the "
                                "brightest unclipped areas become white. region: the patch given by region_* "
                                "becomes neutral grey. off: keep the colour balance."}),
                 "wb_strength": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.01,
                                           "tooltip": "How much of the measured colour cast to remove."}),
                 "levels_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                               "tooltip": "Stretch the black and white points measured by percentile to 0 and 1."}),
-                "exposure_strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.01,
+                "exposure_strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                                 "tooltip": "How far the gamma moves the shot's median brightness toward target_grey."}),
                 "target_grey": ("FLOAT", {"default": 0.46, "min": 0.1, "max": 0.9, "step": 0.01,
                                           "tooltip": "Display value the median brightness should reach (0.46 is 18 % grey)."}),
@@ -74,7 +74,7 @@ class RemasterAutoColour:
             },
         }
 
-    def run(self, frames, white_balance="white_patch", wb_strength=0.8, levels_strength=1.0, exposure_strength=0.6,
+    def run(self, frames, white_balance="white_patch", wb_strength=0.8, levels_strength=1.0, exposure_strength=0.5,
             target_grey=0.46, local_contrast=0.0, saturation=0.0, vibrance=0.15, skin_protect=0.7, temporal="smooth",
             smoothing_seconds=2.0, mask_mode="ignore", strength=1.0, region_x=0.0, region_y=0.0, region_w=0.0,
             region_h=0.0):

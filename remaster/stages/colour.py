@@ -43,7 +43,7 @@ class AutoColourSettings:
     levels_strength: float = 1.0
     black_percentile: float = 0.5
     white_percentile: float = 99.5
-    exposure_strength: float = 0.6
+    exposure_strength: float = 0.5
     target_grey: float = 0.46  # display value of the mid-grey target (0.46 ~ 18 % linear)
     local_contrast: float = 0.0  # CLAHE amount 0..1
     clahe_clip: float = 2.0
@@ -94,15 +94,19 @@ def _stats(thumb: torch.Tensor, weight: torch.Tensor, s: AutoColourSettings,
     luma = px @ torch.tensor(LUMA)
     lin = srgb_to_linear(px)
     usable = wt * ((px.amax(-1) < 0.985) & (luma > 0.02)).float()
-    # skin is rarely grey: leave skin-coloured pixels out of the neutral estimates (close-ups)
-    usable = usable * (1.0 - skin_weight(px - luma.unsqueeze(-1)))
     few = usable.sum(1, keepdim=True) < 16  # nearly all clipped or black: use every selected pixel
     usable = torch.where(few, wt, usable)
     usable = torch.where(usable.sum(1, keepdim=True) <= 0, torch.ones_like(usable), usable)
+    # skin is rarely neutral: judge skin on a first, rough correction (so a warm cast does not make
+    # every pixel look like skin), then leave skin out of both estimates
+    rough = _near_grey_mean(lin, usable)
+    rough_px = linear_to_srgb(lin * ((rough @ torch.tensor(LUMA)).unsqueeze(-1) / rough.clamp(min=1e-6)).unsqueeze(1))
+    no_skin = usable * (skin_weight(rough_px - (rough_px @ torch.tensor(LUMA)).unsqueeze(-1)) < 0.3).float()
+    usable = torch.where(no_skin.sum(1, keepdim=True) >= 16, no_skin, usable)
     grey = _near_grey_mean(lin, usable)
     # white patch: mean of the brightest 2 % of the usable pixels
     k = max(1, int(0.02 * px.shape[1]))
-    top = torch.topk(torch.where(usable > 0, luma, torch.full_like(luma, -1.0)), k, dim=1).indices
+    top = torch.topk(torch.where(usable > 0.5, luma, torch.full_like(luma, -1.0)), k, dim=1).indices
     white = torch.gather(lin, 1, top.unsqueeze(-1).expand(-1, -1, 3)).mean(1)
     region = grey if region is None else region
     sel = torch.where(wt > 0.5, luma, torch.full_like(luma, float("nan")))
@@ -174,7 +178,7 @@ def params_from_stats(stats: np.ndarray, s: AutoColourSettings) -> np.ndarray:
     out[:, 3], out[:, 4] = black, white
     mid_after = np.clip((mid - black) / np.maximum(white - black, 1e-3), 0.02, 0.98)
     gamma = np.log(s.target_grey) / np.log(mid_after)
-    out[:, 5] = np.clip(gamma, 0.5, 2.0) ** s.exposure_strength
+    out[:, 5] = np.clip(gamma, 0.6, 1.6) ** s.exposure_strength
     return out
 
 
