@@ -398,7 +398,7 @@ def ui_progress_listener(min_interval: float = 0.25) -> Callable[[dict], None]:
             return
         now = time.perf_counter()
         final = bool(info.get("closed")) or info.get("done") == info.get("total")
-        if not final and now - last.get(node, 0.0) < min_interval:
+        if not final and node in last and now - last[node] < min_interval:
             return
         last[node] = now
         send_ui(PROGRESS_EVENT, {

@@ -20,7 +20,7 @@ function makePlayer() {
   const tagA = el("div", { class: "rm-tag", style: "right:4px;display:none", text: "after" });
   const stage = el("div", { class: "rm-stage" }, after, before, line, tagB, tagA);
   const playBtn = el("button", { text: "❚❚", title: "play / pause" });
-  const soundBtn = el("button", { text: "🔇", title: "sound on / off" });
+  const soundBtn = el("button", { text: "sound", title: "sound on / off" });
   const seek = el("input", { type: "range", min: "0", max: "1000", value: "0", title: "position" });
   const time = el("span", { class: "rm-info", text: "" });
   const wipeBtn = el("button", { text: "compare", title: "before/after wipe against the source video" });
@@ -75,7 +75,7 @@ function makePlayer() {
   playBtn.addEventListener("click", () => (after.paused ? after.play().catch(() => {}) : after.pause()));
   soundBtn.addEventListener("click", () => {
     after.muted = !after.muted;
-    soundBtn.textContent = after.muted ? "🔇" : "🔊";
+    soundBtn.textContent = after.muted ? "sound" : "mute";
   });
   seek.addEventListener("input", () => {
     const a = state.range[0];
@@ -149,7 +149,7 @@ function setupLoadVideo(node) {
   const player = makePlayer();
   const info = el("div", { class: "rm-info", text: "" });
   player.element.append(info);
-  const w = addPanel(node, "remaster_preview", player.element, () => Math.max(180, node.size[0] * 0.62));
+  const w = addPanel(node, "remaster_preview", player.element, () => Math.max(220, node.size[0] * 0.8));
   node.remasterPlayer = player;
   let seq = 0;
   const refresh = async () => {
@@ -193,7 +193,7 @@ function setupSaveVideo(node) {
   const player = makePlayer();
   const info = el("div", { class: "rm-info", text: "run the workflow to see the result here" });
   player.element.append(info);
-  addPanel(node, "remaster_result", player.element, () => Math.max(180, node.size[0] * 0.62));
+  addPanel(node, "remaster_result", player.element, () => Math.max(220, node.size[0] * 0.8));
   node.remasterPlayer = player;
   const show = (entry) => {
     if (!entry) return;
