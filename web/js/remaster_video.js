@@ -126,7 +126,7 @@ function describe(info) {
     `file   ${s.width}×${s.height} · ${fps(s.fps)} fps${s.vfr ? " (VFR)" : ""} · ${s.frame_count} fr · ` +
     `${fmtTime(s.duration)} · ${audio}\n` +
     `stream ${t.width}×${t.height} · ${fps(t.fps)} fps · ${t.frame_count} fr · ${fmtTime(t.duration)}` +
-    ` (${fmtTime(t.start_time)}–${fmtTime(t.end_time)}${t.every_nth > 1 ? `, every ${t.every_nth}th` : ""})`
+    ` (${fmtTime(t.start_time)}–${fmtTime(t.end_time)}${t.every_nth > 1 ? `, 1 in ${t.every_nth} frames` : ""})`
   );
 }
 
