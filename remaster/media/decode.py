@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 import torch
 
@@ -251,7 +252,9 @@ def _to_rgb(frame: "av.VideoFrame", p: Probe, size: tuple[int, int], keep_alpha:
             src_color_range="JPEG" if p.color_range == "pc" else "MPEG",
             dst_color_range="JPEG",
         )
-    f2 = frame.reformat(width=w, height=h, format=fmt, interpolation="LANCZOS" if (w, h) != (frame.width, frame.height) else None, **kwargs)
+    scaler = Interpolation.LANCZOS if (w, h) != (frame.width, frame.height) else Interpolation.BILINEAR
+    flags = scaler | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+    f2 = frame.reformat(width=w, height=h, format=fmt, interpolation=flags, **kwargs)
     arr = f2.to_ndarray()
     scale = 65535.0 if deep else 255.0
     t = torch.from_numpy(arr)
