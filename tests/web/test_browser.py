@@ -1,13 +1,22 @@
 """The web extensions in a real browser (Debian's chromium driven by Playwright) against a real,
 running ComfyUI that serves this checkout as custom_nodes/ComfyUI-Remaster.
 
-Skips cleanly when Playwright, chromium or the server is missing. Set REMASTER_COMFY_URL
-(default http://127.0.0.1:8188) and REMASTER_CHROMIUM (default /usr/bin/chromium). Screenshots go
-to docs/img/web_*.png (REMASTER_WEB_SHOTS=0 turns that off).
+Which ComfyUI:
+* REMASTER_COMFYUI_DIR=<a ComfyUI checkout> (and REMASTER_COMFYUI_PYTHON=<its python>, default this
+  one): the tests start their own CPU ComfyUI on a free 127.0.0.1 port with a temporary base
+  directory whose custom_nodes/ComfyUI-Remaster is this checkout, and stop it afterwards;
+* otherwise REMASTER_COMFY_URL (default http://127.0.0.1:8188): a running ComfyUI, used only if it
+  serves this checkout's web/js.
+Skips cleanly when Playwright, chromium or a server is missing. REMASTER_CHROMIUM defaults to
+/usr/bin/chromium (Debian's package; never a downloaded browser). Screenshots go to
+docs/img/web_*.png (REMASTER_WEB_SHOTS=0 turns that off).
 """
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = os.environ.get("REMASTER_COMFY_URL", "http://127.0.0.1:8188").rstrip("/")
+COMFYUI_DIR = os.environ.get("REMASTER_COMFYUI_DIR", "")
 CHROMIUM = os.environ.get("REMASTER_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "img"
 SAVE_SHOTS = os.environ.get("REMASTER_WEB_SHOTS", "1") != "0"
@@ -32,10 +42,57 @@ def _get(path, timeout=5):
         return json.loads(r.read())
 
 
+def _start_comfyui(tmp):
+    """Our own ComfyUI (CPU, loopback, free port) with this checkout as its only custom node pack."""
+    global URL
+    main = Path(COMFYUI_DIR) / "main.py"
+    if not main.is_file():
+        pytest.skip(f"REMASTER_COMFYUI_DIR={COMFYUI_DIR} has no main.py")
+    for d in ("custom_nodes", "input", "output", "temp", "user", "models"):
+        (tmp / d).mkdir()
+    (tmp / "custom_nodes" / "ComfyUI-Remaster").symlink_to(ROOT, target_is_directory=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp / "comfyui.log", "w")
+    proc = subprocess.Popen(
+        [os.environ.get("REMASTER_COMFYUI_PYTHON", sys.executable), str(main), "--cpu", "--listen", "127.0.0.1",
+         "--port", str(port), "--base-directory", str(tmp), "--disable-auto-launch"],
+        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
+    URL = f"http://127.0.0.1:{port}"
+    t0 = time.time()
+    while time.time() - t0 < 240:
+        if proc.poll() is not None:
+            pytest.fail(f"ComfyUI exited with {proc.returncode}: {(tmp / 'comfyui.log').read_text()[-3000:]}")
+        try:
+            _get("/system_stats", timeout=2)
+            return proc, log
+        except (OSError, urllib.error.URLError, ValueError):
+            time.sleep(1)
+    proc.terminate()
+    pytest.fail("ComfyUI did not answer within 240 s")
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    proc = None
+    if COMFYUI_DIR:
+        proc, log = _start_comfyui(tmp_path_factory.mktemp("comfyui"))
+    try:
+        yield _check_server()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def _check_server():
     try:
         exts = _get("/extensions")
         info = _get("/object_info", timeout=30)
@@ -68,9 +125,9 @@ def _upload(path, name, subfolder=""):
 @pytest.fixture(scope="module")
 def clip(server, tmp_path_factory):
     """A short real clip (a person) in ComfyUI's input folder; synthetic when ../shared is absent."""
-    shared = ROOT.parent / "shared" / "clips" / "talking_head_512_30_audio.mp4"
-    if not shared.is_file():
-        shared = Path("/work/shared/clips/talking_head_512_30_audio.mp4")
+    from conftest import CLIPS
+
+    shared = CLIPS / "talking_head_512_30_audio.mp4"
     tmp = tmp_path_factory.mktemp("clip")
     src = tmp / CLIP
     if shared.is_file():
@@ -213,7 +270,7 @@ def test_load_video_preview_follows_settings(page, clip):
     assert "video-preview" not in names and "remaster_preview" in names
     # changing every_nth updates the stream facts
     page.evaluate("""() => { const n = app.graph.getNodeById(1); const w = n.widgets.find(w => w.name === 'every_nth');
-        w.value = 3; w.callback?.(3); }""")
+        w.value = 3; w.callback?.(3); app.graph.setDirtyCanvas(true, true); }""")
     page.wait_for_function("() => app.graph.getNodeById(1).remasterInfo.stream.every_nth === 3", timeout=30000)
     text = page.evaluate("() => app.graph.getNodeById(1).remasterPlayer.video.parentElement.parentElement.innerText")
     assert "1 in 3 frames" in text and "fps" in text
@@ -322,45 +379,52 @@ def test_keyframe_picker(page, clip, server, tmp_path):
         pytest.skip("no node with a keyframe_picks editor on this server (the inpainting select node is not installed)")
     cls, widget_name, d = found
     graph = {"1": load_node(clip), "2": {"class_type": cls, "inputs": default_inputs(d, ["1", 0]), "_meta": {"title": "Pick"}}}
-    graph["2"]["inputs"][widget_name] = "{}"
+    graph["2"]["inputs"][widget_name] = ""
     load_api(page, graph)
-    place(page, [(1, 40, 60, 300, 300), (2, 380, 60, 520, 380)])
-    # candidates as the node sends them after a run ({"ui": {"remaster_candidates": [...]}})
+    place(page, [(1, 40, 60, 300, 300), (2, 380, 60, 560, 420)])
+    # the gallery as the node sends it after a run ({"ui": {"remaster_candidates": candidates_ui(...)}})
     cands = []
     for k, kf in enumerate((0, 24)):
-        entry = {"keyframe": kf, "frames": [kf, kf + 23], "auto": 1, "scores": [0.4, 0.9, 0.6], "candidates": []}
-        for i in range(3):
+        entry = {"keyframe": kf, "frames": [kf, kf + 23], "auto": 1, "pick": 1, "manual": False,
+                 "scores": [0.4, 0.1, 0.6], "candidates": []}
+        for i in range(4):
             img = np.zeros((90, 120, 3), np.uint8)
-            img[:] = (60 + 60 * i, 90 + 40 * k, 200 - 50 * i)
-            cv2.putText(img, f"k{kf} c{i}", (8, 52), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+            img[:] = (70, 70, 70) if i == 3 else (60 + 60 * i, 90 + 40 * k, 200 - 50 * i)
+            label = "orig" if i == 3 else f"k{kf} c{i}"
+            cv2.putText(img, label, (8, 52), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
             name = f"cand_{kf}_{i}.png"
             cv2.imwrite(str(tmp_path / name), img)
             _upload(tmp_path / name, name, SUB)
-            entry["candidates"].append({"filename": name, "subfolder": SUB, "type": "input"})
+            ref = {"filename": name, "subfolder": SUB, "type": "input"}
+            if i == 3:
+                entry["source"] = ref
+            else:
+                entry["candidates"].append(ref)
         cands.append(entry)
     page.evaluate("(c) => app.graph.getNodeById(2).onExecuted({remaster_candidates: c})", cands)
     page.wait_for_timeout(800)
-    loaded = page.evaluate("""() => [...app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_keyframe_picker')
-        .element.querySelectorAll('img')].map(i => i.complete && i.naturalWidth)""")
-    assert loaded == [120] * 6
-    # click candidate 2 of keyframe 0 with the real mouse, drop keyframe 24's group
-    r = page.evaluate("""() => { const i = app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_keyframe_picker')
-        .element.querySelector('img[data-keyframe="0"][data-index="2"]').getBoundingClientRect(); return [i.x + i.width / 2, i.y + i.height / 2]; }""")
-    page.mouse.click(*r)
-    r = page.evaluate("""() => { const b = app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_keyframe_picker')
-        .element.querySelector('button[data-keyframe="24"]').getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; }""")
-    page.mouse.click(*r)
-    value = json.loads(page.evaluate("(n) => app.graph.getNodeById(2).widgets.find(w => w.name === n).value", widget_name))
-    assert value == {"0": 2, "24": "drop"}
+    panel = "app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_keyframe_picker').element"
+    loaded = page.evaluate(f"() => [...{panel}.querySelectorAll('img')].map(i => i.complete && i.naturalWidth)")
+    assert loaded == [120] * 8
+    assert page.evaluate(f"() => [...{panel}.querySelectorAll('img.auto')].map(i => i.dataset.index)") == ["1", "1"]
+
+    def centre(selector):
+        return page.evaluate(f"""() => {{ const r = {panel}.querySelector('{selector}').getBoundingClientRect();
+            return [r.x + r.width / 2, r.y + r.height / 2]; }}""")
+
+    # click candidate 2 of the first keyframe with the real mouse, drop the second keyframe's group
+    page.mouse.click(*centre('img[data-group="0"][data-index="2"]'))
+    page.mouse.click(*centre('button[data-group="1"]'))
+    read = f"(n) => app.graph.getNodeById(2).widgets.find(w => w.name === n).value"
+    assert page.evaluate(read, widget_name) == "2, drop"
     prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
-    assert json.loads(prompt["2"]["inputs"][widget_name]) == value
+    assert prompt["2"]["inputs"][widget_name] == "2, drop"
     # the gallery survives a save/load of the workflow (kept in the node's properties)
     wf = page.evaluate("() => app.graph.serialize()")
     page.evaluate("async (g) => { await app.loadGraphData(g, true, true, 'reloaded'); }", wf)
     page.wait_for_timeout(800)
-    n = page.evaluate("""() => app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_keyframe_picker')
-        .element.querySelectorAll('img.picked').length""")
-    assert n == 1
+    assert page.evaluate(f"() => {panel}.querySelectorAll('img.picked').length") == 1
+    assert page.evaluate(read, widget_name) == "2, drop"
     shot(page, "web_keyframe_picker.png", [2])
 
 

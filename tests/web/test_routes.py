@@ -5,45 +5,25 @@ import json
 import sys
 import types
 
-import av
 import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from remaster import host, routes
+from videogen import write_video
 
 W, H, FPS, N = 320, 240, 24, 48
 
 
 def make_clip(path, n=N, fps=FPS, audio=True):
     """Frame i is a flat grey of level 5*i, so a decoded frame tells which source frame it is."""
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-        vs.options = {"crf": "1", "g": "12"}
-        if audio:
-            a = c.add_stream("aac", rate=48000)
-            a.layout = "mono"
-        for i in range(n):
-            img = np.full((H, W, 3), 5 * i, np.uint8)
-            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if audio:
-            t = np.arange(int(48000 * n / fps)) / 48000
-            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            step = 1024
-            for k in range(0, samples.shape[1], step):
-                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + step]), format="fltp", layout="mono")
-                fr.sample_rate = 48000
-                fr.pts = k
-                for p in a.encode(fr):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
-    return path
+    frames = [np.full((H, W, 3), 5 * i, np.uint8) for i in range(n)]
+    sound = None
+    if audio:
+        t = np.arange(int(48000 * n / fps)) / 48000
+        sound = ((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], 48000, "mono")
+    return write_video(path, frames, fps=fps, options={"crf": "1", "g": "12"}, audio=sound)
 
 
 @pytest.fixture

@@ -162,6 +162,7 @@ export function injectStyle() {
 .rm-thumbs img { height:72px; border:3px solid transparent; cursor:pointer; border-radius:3px; }
 .rm-thumbs img.auto { border-color:#777; }
 .rm-thumbs img.picked { border-color:#3c9; }
+.rm-thumbs img.source { border-color:transparent; cursor:default; opacity:.9; margin-right:6px; }
 `,
     })
   );

@@ -149,7 +149,7 @@ function setupLoadVideo(node) {
   const player = makePlayer();
   const info = el("div", { class: "rm-info", text: "" });
   player.element.append(info);
-  const w = addPanel(node, "remaster_preview", player.element, () => Math.max(220, node.size[0] * 0.8));
+  const w = addPanel(node, "remaster_preview", player.element, () => Math.max(200, node.size[0] * 0.6) + 84);
   node.remasterPlayer = player;
   let seq = 0;
   const refresh = async () => {
@@ -193,7 +193,7 @@ function setupSaveVideo(node) {
   const player = makePlayer();
   const info = el("div", { class: "rm-info", text: "run the workflow to see the result here" });
   player.element.append(info);
-  addPanel(node, "remaster_result", player.element, () => Math.max(220, node.size[0] * 0.8));
+  addPanel(node, "remaster_result", player.element, () => Math.max(200, node.size[0] * 0.6) + 84);
   node.remasterPlayer = player;
   const show = (entry) => {
     if (!entry) return;
