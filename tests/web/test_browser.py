@@ -246,6 +246,12 @@ def test_shipped_workflows_load(page, clip):
         page.wait_for_timeout(300)
         missing = page.evaluate("() => app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
         assert missing == [], f"{f.name}: node types unknown to the server: {missing}"
+        # our panels are never saved: the workflow serialises back to the same widget values
+        saved = {n["id"]: n.get("widgets_values") for n in page.evaluate("() => app.graph.serialize()")["nodes"]}
+        for n in json.loads(f.read_text())["nodes"]:
+            orig, back = n.get("widgets_values") or [], saved[n["id"]] or []
+            # the frontend's own upload button (video_upload) adds a trailing "image" value
+            assert back[:len(orig)] == orig and back[len(orig):] in ([], ["image"]), (f.name, n["type"], back)
         loads = page.evaluate("() => app.graph._nodes.filter(n => n.type === 'RemasterLoadVideo').map(n => n.id)")
         for nid in loads:  # point it at our clip: the preview must play it
             page.evaluate("""(id) => { const n = app.graph.getNodeById(id);
