@@ -259,7 +259,7 @@ def parse_prompts(value: Any) -> list[dict]:
 
 def sam2_preview(body: Mapping[str, Any]) -> tuple[bytes, dict, str]:
     """A quick mask for one frame from its prompts, as a grey PNG (white = object), computed by the
-    masks stage's ``preview_mask(frame[H,W,3], prompts, model)`` when that stage is installed."""
+    SAM2 stage's ``preview_mask(frame[H,W,3], prompts, model)`` when that stage is installed."""
     import cv2
     import numpy as np
 
@@ -271,10 +271,10 @@ def sam2_preview(body: Mapping[str, Any]) -> tuple[bytes, dict, str]:
         raise RouteError(400, f"no points or boxes on frame {index}")
     model = _text(body, "model")
     try:
-        from .stages import masks as masks_stage  # the masks engineer's module
-        preview_mask = masks_stage.preview_mask
+        from .stages import sam2 as sam2_stage  # the SAM2 stage (issue 5)
+        preview_mask = sam2_stage.preview_mask
     except (ImportError, AttributeError):
-        raise RouteError(501, "mask preview needs the SAM2 stage (remaster.stages.masks.preview_mask)") from None
+        raise RouteError(501, "mask preview needs the SAM2 stage (remaster.stages.sam2.preview_mask)") from None
     frame, _info = _stream_frame(path, opts, index)
     try:
         mask = preview_mask(frame, prompts, model)

@@ -187,8 +187,8 @@ def test_sam2_preview_checks_before_needing_the_model(clip_name):
     assert status_of(routes.sam2_preview, {**body, "filename": "../x.mp4"}) == 403
     assert status_of(routes.sam2_preview, {**body, "prompts": "oops"}) == 400
     try:
-        from remaster.stages import masks  # noqa: F401
-        has_stage = hasattr(masks, "preview_mask")
+        from remaster.stages import sam2
+        has_stage = hasattr(sam2, "preview_mask")
     except ImportError:
         has_stage = False
     if not has_stage:
