@@ -375,6 +375,11 @@ def test_sam2_point_editor(page, clip, server):
     page.evaluate("() => app.graph.getNodeById(2).remasterSam2Api.showFrame(12)")
     page.wait_for_timeout(800)
     shot(page, "web_sam2_editor.png", [1, 2])
+    # the mask button overlays the server's mask, or says why there is none (no SAM2 stage: 501)
+    panel = "app.graph.getNodeById(2).widgets.find(w => w.name === 'remaster_sam2_editor').element"
+    page.evaluate(f"() => [...{panel}.querySelectorAll('button')].find(b => b.textContent === 'mask').click()")
+    page.wait_for_function(f"""() => app.graph.getNodeById(2).remasterSam2.mask ||
+        {panel}.querySelector('.rm-info').textContent.startsWith('mask preview:')""", timeout=120000)
 
 
 def test_keyframe_picker(page, clip, server, tmp_path):

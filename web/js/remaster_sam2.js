@@ -169,7 +169,7 @@ function setupEditor(node, promptsName) {
       for (const [x, y, l] of e.points || []) {
         const px = ox + x * s;
         const py = oy + y * s;
-        const rad = 6 * dpr;
+        const rad = 8 * dpr;
         ctx.beginPath();
         ctx.arc(px, py, rad, 0, 2 * Math.PI);
         ctx.fillStyle = l ? color(e.obj_id) : "#000";
