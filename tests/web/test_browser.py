@@ -210,7 +210,13 @@ def wait_playing(pg, expr, timeout=60):
     raise AssertionError(f"video {expr} did not play: {st}")
 
 
+KNOWN_EDITORS = {"keyframe_picks": {"RemasterSelectCandidates": "picks"}}  # as in web/js (by class name)
+
+
 def editor_node(info, editor):
+    for cls, name in KNOWN_EDITORS.get(editor, {}).items():
+        if cls in info:
+            return cls, name, info[cls]
     for cls, d in info.items():
         for group in ("required", "optional"):
             for name, spec in (d.get("input", {}).get(group) or {}).items():
