@@ -100,10 +100,16 @@ def _check_server():
         pytest.skip(f"no ComfyUI answering at {URL} (start one, see docs/web.md)")
     if "RemasterLoadVideo" not in info:
         pytest.skip(f"the ComfyUI at {URL} has no Remaster nodes")
-    mine = {p.name for p in (ROOT / "web" / "js").glob("*.js")}
-    served = {e.rsplit("/", 1)[-1] for e in exts if "/ComfyUI-Remaster/" in e}
-    if not mine <= served:
-        pytest.skip(f"the ComfyUI at {URL} does not serve this checkout's web/js (missing {sorted(mine - served)})")
+    served = {e.rsplit("/", 1)[-1]: e for e in exts if "/ComfyUI-Remaster/" in e}
+    for f in sorted((ROOT / "web" / "js").glob("*.js")):
+        try:
+            with urllib.request.urlopen(URL + served[f.name], timeout=10) as r:
+                same = r.read() == f.read_bytes()
+        except (KeyError, OSError, urllib.error.URLError):
+            same = False
+        if not same:
+            pytest.skip(f"the ComfyUI at {URL} does not serve this checkout's web/js/{f.name} "
+                        "(it runs another checkout; set REMASTER_COMFYUI_DIR to start one for this checkout)")
     return info
 
 
