@@ -217,71 +217,41 @@ def frame_jpeg(q: Mapping[str, Any]) -> tuple[bytes, dict, str]:
     return buf.tobytes(), headers, "image/jpeg"
 
 
-def parse_prompts(value: Any) -> list[dict]:
-    """Check SAM2 prompts (the editor's widget value / API JSON):
-    ``[{"frame": i, "obj_id": k, "points": [[x, y, label], ...], "boxes": [[x0, y0, x1, y1], ...]}]``
-    with label 1 = positive, 0 = negative; coordinates in stream pixels."""
-    if isinstance(value, str):
-        value = value.strip() or "[]"
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise RouteError(400, f"prompts are not valid JSON: {exc.msg} at character {exc.pos}") from None
-    if not isinstance(value, list):
-        raise RouteError(400, "prompts must be a JSON list of {frame, obj_id, points, boxes} objects")
-    if len(value) > 1000:
-        raise RouteError(400, "more than 1000 prompt entries")
-    out = []
-    for i, e in enumerate(value):
-        if not isinstance(e, dict):
-            raise RouteError(400, f"prompt {i} must be an object")
-        frame = _number(e, "frame", 0, 0, MAX_INDEX, int)
-        obj = _number(e, "obj_id", 1, 0, 1000, int)
-        points, boxes = e.get("points") or [], e.get("boxes") or []
-        if not isinstance(points, list) or not isinstance(boxes, list) or len(points) + len(boxes) > 1000:
-            raise RouteError(400, f"prompt {i}: points and boxes must be lists (at most 1000 items)")
-        pts = []
-        for pt in points:
-            if not (isinstance(pt, list) and len(pt) == 3 and all(isinstance(c, (int, float)) for c in pt)
-                    and pt[2] in (0, 1) and all(math.isfinite(c) and abs(c) <= 1e6 for c in pt)):
-                raise RouteError(400, f"prompt {i}: a point must be [x, y, label] with label 1 or 0, got {str(pt)[:60]}")
-            pts.append([float(pt[0]), float(pt[1]), int(pt[2])])
-        bxs = []
-        for b in boxes:
-            if not (isinstance(b, list) and len(b) == 4 and all(isinstance(c, (int, float)) and math.isfinite(c)
-                                                                and abs(c) <= 1e6 for c in b)):
-                raise RouteError(400, f"prompt {i}: a box must be [x0, y0, x1, y1], got {str(b)[:60]}")
-            x0, y0, x1, y1 = (float(c) for c in b)
-            bxs.append([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)])
-        out.append({"frame": frame, "obj_id": obj, "points": pts, "boxes": bxs})
-    return out
-
-
 def sam2_preview(body: Mapping[str, Any]) -> tuple[bytes, dict, str]:
     """A quick mask for one frame from its prompts, as a grey PNG (white = object), computed by the
-    SAM2 stage's ``preview_mask(frame[H,W,3], prompts, model)`` when that stage is installed."""
+    SAM2 stage's ``preview_mask(frame[H,W,3], prompts, model)`` (``remaster/stages/masks.py``) with
+    the prompt entries of frame ``index`` (the editor's JSON; the stage validates them)."""
     import cv2
     import numpy as np
 
     path = resolve_file(body)
     opts = stream_options(body)
     index = _number(body, "index", 0, 0, MAX_INDEX, int)
-    prompts = [p for p in parse_prompts(body.get("prompts", "[]")) if p["frame"] == index]
-    if not any(p["points"] or p["boxes"] for p in prompts):
-        raise RouteError(400, f"no points or boxes on frame {index}")
     model = _text(body, "model")
+    prompts = body.get("prompts", "[]")
+    if isinstance(prompts, str):
+        try:
+            prompts = json.loads(prompts or "[]")
+        except json.JSONDecodeError as exc:
+            raise RouteError(400, f"prompts are not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(prompts, list):
+        raise RouteError(400, "prompts must be a JSON list of {frame, obj_id, points, boxes} objects")
+    here = [p for p in prompts if isinstance(p, dict) and p.get("frame") == index]
+    if not here:
+        raise RouteError(400, f"no prompts on frame {index}")
     try:
-        from .stages import sam2 as sam2_stage  # the SAM2 stage (issue 5)
-        preview_mask = sam2_stage.preview_mask
+        from .stages import masks as masks_stage  # SAM2 (issue 5)
+
+        preview_mask = masks_stage.preview_mask
     except (ImportError, AttributeError):
-        raise RouteError(501, "mask preview needs the SAM2 stage (remaster.stages.sam2.preview_mask)") from None
+        raise RouteError(501, "mask preview needs the SAM2 stage (remaster.stages.masks.preview_mask)") from None
     frame, _info = _stream_frame(path, opts, index)
     try:
-        mask = preview_mask(frame, prompts, model)
+        mask = preview_mask(frame, here, model)
     except FileNotFoundError as exc:
         raise RouteError(404, str(exc)) from None
-    except ValueError as exc:
-        raise RouteError(422, str(exc)) from None
+    except ValueError as exc:  # bad prompts or model choice: the stage's message names the fix
+        raise RouteError(400, str(exc)) from None
     m = np.asarray(mask, dtype=np.float32)
     ok, buf = cv2.imencode(".png", (np.clip(m, 0, 1) * 255).round().astype(np.uint8))
     if not ok:

@@ -224,6 +224,9 @@ def editor_node(info, editor):
         if cls in info:
             return cls, name, info[cls]
     for cls, d in info.items():
+        req = d.get("input", {}).get("required") or {}
+        if editor == "sam2_prompts" and "SAM2" in cls.upper() and cls.startswith("Remaster") and req.get("prompts", [None])[0] == "STRING":
+            return cls, "prompts", d
         for group in ("required", "optional"):
             for name, spec in (d.get("input", {}).get(group) or {}).items():
                 if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("remaster_editor") == editor:

@@ -4,7 +4,7 @@
 //   [{"frame": i, "obj_id": k, "points": [[x, y, label], ...], "boxes": [[x0, y0, x1, y1], ...]}]
 // label 1 = positive, 0 = negative; x, y in pixels of the stream the node receives (Load Video's
 // output size). A node opts in by giving its STRING input the option
-// {"remaster_editor": "sam2_prompts"}.
+// {"remaster_editor": "sam2_prompts"}; a Remaster*SAM2* node's STRING input "prompts" gets it too.
 import {
   api, app, addPanel, chain, EDITOR_OPTION, el, getJSON, injectStyle, loadParams, onWidgetChange,
   upstreamLoadVideo, widget,
@@ -232,7 +232,8 @@ function setupEditor(node, promptsName) {
     if (d.moved) {
       const [x0, y0] = d.a;
       const [x1, y1] = toStream(e);
-      change(() => entry(true).boxes.push([Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)]));
+      // SAM2 takes one box per object and frame: a new box replaces the previous one
+      change(() => (entry(true).boxes = [[Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)]]));
     } else {
       const label = d.neg ? 0 : st.label;
       change(() => entry(true).points.push([d.a[0], d.a[1], label]));
@@ -345,7 +346,10 @@ app.registerExtension({
   name: "Remaster.SAM2Editor",
   beforeRegisterNodeDef(nodeType, nodeData) {
     const inputs = { ...(nodeData.input?.required || {}), ...(nodeData.input?.optional || {}) };
-    const name = Object.keys(inputs).find((k) => inputs[k]?.[1]?.[EDITOR_OPTION] === "sam2_prompts");
+    // opt-in option, or (fallback) a Remaster SAM2 node's STRING input named "prompts"
+    const name =
+      Object.keys(inputs).find((k) => inputs[k]?.[1]?.[EDITOR_OPTION] === "sam2_prompts") ||
+      (/^Remaster.*SAM2/i.test(nodeData.name) && inputs.prompts?.[0] === "STRING" ? "prompts" : undefined);
     if (!name) return;
     chain(nodeType.prototype, "onNodeCreated", function () {
       setupEditor(this, name);
