@@ -15,8 +15,9 @@ export function progressText(p) {
 function findNode(id) {
   const g = app.graph;
   if (!g || id == null) return undefined;
-  const s = String(id);
-  return g.getNodeById(s) || g.getNodeById(Number(s)) || g.getNodeById(Number(s.split(":").pop()));
+  // "12" for a node of the main graph; "12:5" for node 5 inside subgraph node 12: show it on 12
+  const s = String(id).split(":")[0];
+  return g.getNodeById(s) ?? g.getNodeById(Number(s));
 }
 
 app.registerExtension({
