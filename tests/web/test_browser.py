@@ -225,8 +225,10 @@ def editor_node(info, editor):
             return cls, name, info[cls]
     for cls, d in info.items():
         req = d.get("input", {}).get("required") or {}
-        if editor == "sam2_prompts" and "SAM2" in cls.upper() and cls.startswith("Remaster") and req.get("prompts", [None])[0] == "STRING":
-            return cls, "prompts", d
+        if editor == "sam2_prompts" and "SAM2" in cls.upper() and cls.startswith("Remaster"):
+            for name in ("prompts_json", "prompts"):
+                if req.get(name, [None])[0] == "STRING":
+                    return cls, name, d
         for group in ("required", "optional"):
             for name, spec in (d.get("input", {}).get(group) or {}).items():
                 if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("remaster_editor") == editor:
@@ -338,7 +340,7 @@ def test_sam2_point_editor(page, clip, server):
     cls, widget_name, d = found
     graph = {"1": load_node(clip, start_time=1.0, end_time=3.0),
              "2": {"class_type": cls, "inputs": default_inputs(d, ["1", 0]), "_meta": {"title": "SAM2"}}}
-    graph["2"]["inputs"][widget_name] = "[]"
+    graph["2"]["inputs"][widget_name] = ""
     load_api(page, graph)
     place(page, [(1, 40, 60, 300, 300), (2, 380, 60, 560, 560)])
     page.wait_for_function("() => app.graph.getNodeById(2).remasterSam2?.image", timeout=60000)
@@ -395,6 +397,9 @@ def test_sam2_point_editor(page, clip, server):
     page.evaluate(f"() => [...{panel}.querySelectorAll('button')].find(b => b.textContent === 'mask').click()")
     page.wait_for_function(f"""() => app.graph.getNodeById(2).remasterSam2.mask ||
         {panel}.querySelector('.rm-info').textContent.startsWith('mask preview:')""", timeout=120000)
+    # undoing everything leaves the widget empty (no JSON prompts), as the SAM2 node expects
+    page.evaluate("() => { const a = app.graph.getNodeById(2).remasterSam2Api; a.undo(); a.undo(); a.undo(); }")
+    assert page.evaluate("(n) => app.graph.getNodeById(2).widgets.find(w => w.name === n).value", widget_name) == ""
 
 
 def test_keyframe_picker(page, clip, server, tmp_path):

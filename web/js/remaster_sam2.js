@@ -4,7 +4,8 @@
 //   [{"frame": i, "obj_id": k, "points": [[x, y, label], ...], "boxes": [[x0, y0, x1, y1], ...]}]
 // label 1 = positive, 0 = negative; x, y in pixels of the stream the node receives (Load Video's
 // output size). A node opts in by giving its STRING input the option
-// {"remaster_editor": "sam2_prompts"}; a Remaster*SAM2* node's STRING input "prompts" gets it too.
+// {"remaster_editor": "sam2_prompts"}; a Remaster*SAM2* node's STRING input "prompts_json" (SAM2
+// Video Mask) or "prompts" gets it too.
 import {
   api, app, addPanel, chain, EDITOR_OPTION, el, getJSON, injectStyle, loadParams, onWidgetChange,
   upstreamLoadVideo, widget,
@@ -22,13 +23,14 @@ export function parsePrompts(text) {
   }
 }
 
-/** Canonical JSON: entries sorted by frame then object, empty entries dropped. */
+/** Canonical JSON: entries sorted by frame then object, empty entries dropped; "" when none
+ * (an empty widget means "no JSON prompts" to the SAM2 node). */
 export function dumpPrompts(list) {
   const out = list
     .filter((e) => (e.points?.length || 0) + (e.boxes?.length || 0) > 0)
     .map((e) => ({ frame: e.frame, obj_id: e.obj_id, points: e.points || [], boxes: e.boxes || [] }))
     .sort((a, b) => a.frame - b.frame || a.obj_id - b.obj_id);
-  return JSON.stringify(out);
+  return out.length ? JSON.stringify(out) : "";
 }
 
 function setupEditor(node, promptsName) {
@@ -346,10 +348,11 @@ app.registerExtension({
   name: "Remaster.SAM2Editor",
   beforeRegisterNodeDef(nodeType, nodeData) {
     const inputs = { ...(nodeData.input?.required || {}), ...(nodeData.input?.optional || {}) };
-    // opt-in option, or (fallback) a Remaster SAM2 node's STRING input named "prompts"
+    // opt-in option, or (fallback) a Remaster SAM2 node's STRING input prompts_json / prompts
+    const fallback = ["prompts_json", "prompts"].find((k) => inputs[k]?.[0] === "STRING");
     const name =
       Object.keys(inputs).find((k) => inputs[k]?.[1]?.[EDITOR_OPTION] === "sam2_prompts") ||
-      (/^Remaster.*SAM2/i.test(nodeData.name) && inputs.prompts?.[0] === "STRING" ? "prompts" : undefined);
+      (/^Remaster.*SAM2/i.test(nodeData.name) ? fallback : undefined);
     if (!name) return;
     chain(nodeType.prototype, "onNodeCreated", function () {
       setupEditor(this, name);
