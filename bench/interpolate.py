@@ -20,7 +20,6 @@ import math
 import os
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import torch
