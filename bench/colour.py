@@ -70,7 +70,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--lut", default=str(ROOT / "luts" / "warm_gym.cube"))
     ap.add_argument("--clip", default=str(ROOT.parent / "shared" / "clips" / "juggle_720p24.mp4"))
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for torch and for ffmpeg (decoder and filters); 0 = each one's default")
     args = ap.parse_args()
+    ff_threads = []
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        ff_threads = ["-threads", str(args.threads), "-filter_threads", str(args.threads)]
     n = args.frames
     tmp = Path(tempfile.mkdtemp(prefix="remaster-bench-"))
     video = tmp / "bench_1080p.mp4"
@@ -79,14 +85,15 @@ def main() -> None:
                     "-pix_fmt", "yuv420p", str(video)], check=True)
     lut_path = os.path.abspath(args.lut)
     lut = L.read_cube(lut_path)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {n} frames 1920x1080; "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, ffmpeg threads {args.threads or 'default'}, {os.cpu_count()} CPUs; {n} frames 1920x1080; "
           f"LUT {Path(lut_path).name} ({lut.size}^3)\n")
     print("| what | frames/s | ms/frame (wall) | ms/frame (CPU, all threads) |")
     print("|---|---|---|---|")
 
     esc = lut_path.replace("\\", "/").replace(":", "\\:")
-    ff_dec = timed_ffmpeg(["-i", str(video), "-f", "null", "-"])
-    ff_lut = timed_ffmpeg(["-i", str(video), "-vf", f"lut3d=file='{esc}':interp=tetrahedral", "-f", "null", "-"])
+    ff_dec = timed_ffmpeg([*ff_threads, "-i", str(video), "-f", "null", "-"])
+    ff_lut = timed_ffmpeg([*ff_threads, "-i", str(video), "-vf", f"lut3d=file='{esc}':interp=tetrahedral",
+                           "-f", "null", "-"])
     print(row("ffmpeg decode only", n, *ff_dec))
     print(row("ffmpeg decode + lut3d (tetrahedral)", n, *ff_lut))
     print(row("ffmpeg lut3d filter alone (difference)", n, ff_lut[0] - ff_dec[0], ff_lut[1] - ff_dec[1]))

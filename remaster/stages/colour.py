@@ -21,7 +21,7 @@ import torch
 from .. import host
 from ..stream import Chunk, FrameStream
 from . import shotstats
-from .lut import linear_to_srgb, srgb_to_linear
+from .lut import apply_1d, linear_to_srgb, srgb_to_linear
 
 LUMA = (0.2126, 0.7152, 0.0722)  # Rec.709
 WHITE_BALANCE = ("grey_world", "white_patch", "region", "off")
@@ -208,9 +208,10 @@ _SKIN_ANGLE = _skin_hue()
 def skin_weight(chroma: torch.Tensor) -> torch.Tensor:
     """0..1 likelihood that a colour with chroma ``rgb - luma`` is skin (by hue, if not grey)."""
     cb, cr = chroma[..., 2] / 1.8556, chroma[..., 0] / 1.5748
-    d = torch.remainder(torch.atan2(cr, cb) - _SKIN_ANGLE + math.pi, 2 * math.pi) - math.pi
+    # squared chord between the colour's hue and skin's hue on the unit circle (~ angle squared)
+    cos_d = (cb * math.cos(_SKIN_ANGLE) + cr * math.sin(_SKIN_ANGLE)) / (cb * cb + cr * cr).sqrt().clamp(min=1e-6)
     sat = (chroma.amax(-1) - chroma.amin(-1)).clamp(0, 1)
-    return torch.exp(-(d / 0.35) ** 2) * (sat / 0.04).clamp(0, 1)
+    return torch.exp((cos_d - 1.0) * (2.0 / 0.35**2)) * (sat / 0.04).clamp(0, 1)
 
 
 def clahe_luma(x: torch.Tensor, amount: float, clip: float) -> torch.Tensor:
@@ -232,28 +233,58 @@ def saturate(x: torch.Tensor, saturation: float, vibrance: float, skin_protect: 
     """Scale chroma around luma; vibrance favours dull colours; skin hues are spared."""
     if saturation == 0 and vibrance == 0:
         return x
-    lw = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
-    y = (x * lw).sum(-1, keepdim=True)
-    c = x - y
-    sat = (x.max(-1).values - x.min(-1).values).clamp(0, 1)
-    factor = 1.0 + saturation + vibrance * (1.0 - sat).pow(2)
+    shape = x.shape
+    flat = x.reshape(-1, 3)
+    out = torch.empty_like(flat)
+    for s in range(0, flat.shape[0], 262144):
+        p = torch.stack(flat[s:s + 262144].unbind(1), 0)
+        res = _saturate_planar(p, saturation, vibrance, skin_protect)
+        dst = out[s:s + 262144]
+        for c in range(3):
+            dst[:, c].copy_(res[c])
+    return out.reshape(shape)
+
+
+def _saturate_planar(p: torch.Tensor, saturation: float, vibrance: float, skin_protect: float) -> torch.Tensor:
+    r, g, b = p[0], p[1], p[2]
+    y = r * LUMA[0] + g * LUMA[1] + b * LUMA[2]
+    sat = (torch.maximum(torch.maximum(r, g), b) - torch.minimum(torch.minimum(r, g), b)).clamp_(0, 1)
+    factor = (1.0 - sat).square_().mul_(vibrance).add_(1.0 + saturation)
     if skin_protect > 0:
-        factor = 1.0 + (factor - 1.0) * (1.0 - skin_protect * skin_weight(c))
-    return y + c * factor.unsqueeze(-1)
+        cb, cr = (b - y) / 1.8556, (r - y) / 1.5748
+        cos_d = (cb * math.cos(_SKIN_ANGLE) + cr * math.sin(_SKIN_ANGLE)) / (cb * cb + cr * cr).sqrt_().clamp_(min=1e-6)
+        skin = cos_d.sub_(1.0).mul_(2.0 / 0.35**2).exp_().mul_((sat / 0.04).clamp_(0, 1))
+        factor = (factor - 1.0).mul_(skin.mul_(-skin_protect).add_(1.0)).add_(1.0)
+    return (p - y).mul_(factor).add_(y)
+
+
+def tone_curves(p: torch.Tensor, s: AutoColourSettings, size: int = 4096) -> torch.Tensor:
+    """The per-channel part of the correction (white balance in linear light, levels, gamma) as
+    one 1D curve per frame and channel, ``[n, size, 3]``: applying it is a lookup, not a chain of
+    power functions."""
+    v = torch.linspace(0.0, 1.0, size, dtype=torch.float64, device=p.device)
+    pd = p.double()
+    g = pd[:, None, 0:3]
+    black, white, gamma = (pd[:, i, None, None] for i in (3, 4, 5))
+    y = v[None, :, None].expand(p.shape[0], size, 3)
+    if s.white_balance != "off":
+        y = linear_to_srgb(srgb_to_linear(y) * g)
+    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(0.0, 1.0)
+    return y.pow(gamma).float()
 
 
 def apply_params(x: torch.Tensor, p: torch.Tensor, s: AutoColourSettings) -> torch.Tensor:
     """Correct frames ``x`` ``[n, H, W, 3]`` with per-frame parameters ``p`` ``[n, 6]``."""
-    g = p[:, None, None, 0:3]
-    black, white, gamma = (p[:, i, None, None, None] for i in (3, 4, 5))
-    y = linear_to_srgb(srgb_to_linear(x) * g) if s.white_balance != "off" else x
-    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(0.0, 1.0)
-    y = y.pow(gamma)
-    y = clahe_luma(y, s.local_contrast, s.clahe_clip)
-    y = saturate(y, s.saturation, s.vibrance, s.skin_protect)
-    if s.strength != 1.0:
-        y = x + (y - x) * s.strength
-    return y.clamp(0.0, 1.0)
+    curves = tone_curves(p.to(x.device), s)
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):  # frame by frame keeps the temporaries small
+        y = apply_1d(x[i], curves[i])
+        y = clahe_luma(y.unsqueeze(0), s.local_contrast, s.clahe_clip)[0]
+        y = saturate(y, s.saturation, s.vibrance, s.skin_protect)
+        if s.strength != 1.0:
+            y = x[i] + (y - x[i]) * s.strength
+        out[i] = y.clamp_(0.0, 1.0)
+    return out
 
 
 def analyse(stream: FrameStream, s: AutoColourSettings, chunk_size: Optional[int] = None) -> tuple[np.ndarray, list]:
