@@ -1,0 +1,385 @@
+"""Encoding a :class:`~remaster.stream.FrameStream` to a video file (or PNG sequence) with PyAV.
+
+* Encoder presets are data (``presets.json``): container, codec, pixel format, options.
+* RGB → YUV uses BT.709 limited range and the file is tagged BT.709 (primaries, transfer,
+  matrix, range), so decode → encode round trips show no colour shift in players.
+* Audio from the stream's :class:`~remaster.stream.AudioRef` (or an explicit one) is decoded,
+  trimmed sample-accurately, resampled and muxed in step with the video.
+* The file is written under a temporary name in the target folder and renamed only when
+  complete; an error or an interrupt removes the temporary file. Existing files are never
+  overwritten.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import av
+import numpy as np
+import torch
+
+from .. import host
+from ..stream import AudioRef, FrameStream
+
+log = logging.getLogger("remaster.media")
+
+PRESETS: dict = json.loads((Path(__file__).with_name("presets.json")).read_text())
+SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+class EncodeError(ValueError):
+    pass
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+# ---------------------------------------------------------------------------------------------
+# output names
+# ---------------------------------------------------------------------------------------------
+_SAFE = re.compile(r"[^A-Za-z0-9._\-/ ]+")
+
+
+def output_target(filename_prefix: str, ext: str, base: Optional[Path] = None) -> tuple[Path, str]:
+    """(folder, stem) for ``prefix_00001.ext`` under the output folder; the prefix may hold
+    sub-folders but never leaves the output folder."""
+    base = (base or host.output_dir()).resolve()
+    prefix = _SAFE.sub("_", filename_prefix.strip() or "remaster").strip("/")
+    target_dir = (base / os.path.dirname(prefix)).resolve()
+    if target_dir != base and base not in target_dir.parents:
+        raise EncodeError(f"filename_prefix '{filename_prefix}' leaves the output folder; use a plain name")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    return target_dir, os.path.basename(prefix) or "remaster"
+
+
+def next_free_path(folder: Path, stem: str, ext: str) -> Path:
+    pat = re.compile(re.escape(stem) + r"_(\d{5})")
+    used = [int(m.group(1)) for p in folder.iterdir() if (m := pat.match(p.name))]
+    n = max(used, default=0) + 1
+    while True:
+        p = folder / f"{stem}_{n:05d}{ext}"
+        if not p.exists():
+            return p
+        n += 1
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a finished temp file/folder to its final name without overwriting anything."""
+    folder, ext = final.parent, "".join(final.suffixes) if final.suffix else ""
+    for _ in range(1000):
+        try:
+            if tmp.is_dir():
+                if final.exists():
+                    raise FileExistsError
+                os.rename(tmp, final)
+            else:
+                os.link(tmp, final)  # fails if final exists: no overwrite, even under a race
+                os.unlink(tmp)
+            return final
+        except FileExistsError:
+            m = re.match(r"(.*)_(\d{5})$", final.name[: len(final.name) - len(ext)] if ext else final.name)
+            stem = m.group(1) if m else final.stem
+            final = next_free_path(folder, stem, ext)
+        except OSError:
+            if tmp.is_dir():
+                raise
+            os.replace(tmp, final) if not final.exists() else None
+            return final
+    raise EncodeError(f"could not find a free output name in {folder}")
+
+
+# ---------------------------------------------------------------------------------------------
+# audio
+# ---------------------------------------------------------------------------------------------
+class AudioPump:
+    """Decodes, trims and re-encodes an :class:`AudioRef` into an output stream, on demand up to a
+    given output time, so audio and video packets interleave."""
+
+    def __init__(self, out: "av.container.OutputContainer", ref: AudioRef, spec: dict) -> None:
+        self.ref = ref
+        self.src = av.open(ref.path)
+        self.ain = self.src.streams[ref.stream_index]
+        channels = min(int(ref.channels or self.ain.channels or 2), int(spec.get("max_channels", 8)))
+        layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
+        if layout == "stereo":
+            channels = 2
+        rate = int(spec.get("sample_rate") or ref.sample_rate or self.ain.rate or 48000)
+        codec = av.codec.Codec(spec["codec"], "w")
+        if codec.audio_rates and rate not in codec.audio_rates:
+            rate = min(codec.audio_rates, key=lambda r: abs(r - rate))
+        self.rate = rate
+        self.ostream = out.add_stream(spec["codec"], rate=rate)
+        self.ostream.layout = layout
+        if spec.get("bit_rate"):
+            self.ostream.bit_rate = int(spec["bit_rate"])
+        fmt = codec.audio_formats[0].name if codec.audio_formats else "s16"
+        self.ostream.format = fmt
+        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        self.start = float(ref.start)
+        self.total = None if ref.duration is None else int(round(ref.duration * rate))
+        self.offset_samples = int(round(ref.offset * rate))
+        self.written = 0  # samples written to the output
+        self.frames = None
+        self.done = False
+        self.flushed = False
+        if self.start > 0:
+            self.src.seek(int(max(0.0, self.start - 1.0) / self.ain.time_base), stream=self.ain, backward=True)
+        self.frames = self.src.decode(self.ain)
+        self.src_pos = 0.0  # source time (seconds) of the next decoded sample
+
+    def _emit(self, arr: np.ndarray, n: int, fmt: str, layout: str) -> list:
+        if n <= 0:
+            return []
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt, layout=layout)
+        f.sample_rate = self.rate
+        f.pts = self.offset_samples + self.written
+        f.time_base = Fraction(1, self.rate)
+        self.written += n
+        return list(self.ostream.encode(f))
+
+    def pump(self, out, until_seconds: Optional[float]) -> None:
+        """Encode audio up to output time ``until_seconds`` (None = to the end)."""
+        while not self.done:
+            if until_seconds is not None and self.written / self.rate >= until_seconds:
+                return
+            try:
+                frame = next(self.frames)
+            except (StopIteration, av.FFmpegError):
+                self.done = True
+                break
+            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+            for rf in self.resampler.resample(frame):
+                self._write(out, rf, t)
+                t = None
+        if self.done and not self.flushed:
+            self.flushed = True
+            for rf in self.resampler.resample(None):
+                self._write(out, rf, None)
+            for packet in self.ostream.encode(None):
+                out.mux(packet)
+
+    def _write(self, out, rf: "av.AudioFrame", t: Optional[float]) -> None:
+        """Write one resampled frame; ``t`` is its source time when known (else continues on)."""
+        if self.total is not None and self.written >= self.total:
+            self.done = True
+            return
+        arr = rf.to_ndarray()
+        fmt, layout = rf.format.name, rf.layout.name
+        planar = rf.format.is_planar
+        nch = len(rf.layout.channels)
+        n = arr.shape[-1] if planar else arr.shape[-1] // nch
+        if t is None:
+            t = self.src_pos
+        self.src_pos = t + n / self.rate
+        if not planar:
+            arr = arr.reshape(n, nch).T  # work planar-shaped, restore below
+        if t < self.start:
+            cut = min(n, int(round((self.start - t) * self.rate)))
+            arr = arr[:, cut:]
+            n -= cut
+        if self.total is not None:
+            left = self.total - self.written
+            if n > left:
+                arr = arr[:, :left]
+                n = left
+        if n <= 0:
+            return
+        if not planar:
+            arr = arr.T.reshape(1, -1)
+        for packet in self._emit(arr, n, fmt, layout):
+            out.mux(packet)
+
+    def close(self) -> None:
+        self.src.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# video
+# ---------------------------------------------------------------------------------------------
+def _quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
+    maxv = (1 << bits) - 1
+    x = frames.clamp(0, 1).mul(maxv).round_()
+    if bits <= 8:
+        return x.to(torch.uint8).numpy()
+    return x.to(torch.int32).numpy().astype(np.uint16)
+
+
+def _to_video_frame(rgb: np.ndarray, spec: dict) -> "av.VideoFrame":
+    deep = rgb.dtype == np.uint16
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
+    if spec.get("rgb"):
+        out = frame.reformat(format=spec["pix_fmt"])
+        return out
+    out = frame.reformat(
+        format=spec["pix_fmt"],
+        src_colorspace="ITU709",
+        dst_colorspace="ITU709",
+        src_color_range="JPEG",
+        dst_color_range="MPEG",
+        interpolation="BICUBIC",
+    )
+    out.colorspace = 1  # BT.709 matrix
+    out.color_range = 1  # limited (MPEG)
+    out.color_primaries = 1
+    out.color_trc = 1
+    return out
+
+
+def resolve_preset(fmt: str) -> dict:
+    if fmt not in PRESETS:
+        raise EncodeError(f"unknown format '{fmt}'; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[fmt]
+
+
+def _fill(options: dict, crf: int, speed: str) -> dict:
+    return {k: str(v).replace("{crf}", str(int(crf))).replace("{speed}", speed) for k, v in options.items()}
+
+
+def save_video(
+    stream: FrameStream,
+    filename_prefix: str = "remaster",
+    fmt: str = "h264_mp4",
+    crf: int = 18,
+    speed: str = "medium",
+    audio: Optional[AudioRef] | str = "stream",
+    output_path: Optional[str | os.PathLike] = None,
+    label: str = "Save Video",
+    node_id: Optional[str] = None,
+) -> Path:
+    """Encode ``stream`` and return the final path (a folder for PNG sequences).
+
+    ``audio``: "stream" (the stream's own audio, if any), None/"none" (no audio), or an AudioRef.
+    ``output_path``: an exact destination (CLI); otherwise ``prefix_NNNNN.ext`` in the output
+    folder.
+    """
+    spec = resolve_preset(fmt)
+    if speed not in SPEEDS:
+        raise EncodeError(f"speed must be one of {', '.join(SPEEDS)}, got '{speed}'")
+    if not (0 <= int(crf) <= 63):
+        raise EncodeError(f"crf must be between 0 and 63, got {crf}")
+    info = stream.info
+    if info.frame_count <= 0:
+        raise EncodeError("the stream has no frames to save")
+    if audio == "stream":
+        audio_ref = info.audio
+    elif audio in (None, "none", ""):
+        audio_ref = None
+    elif isinstance(audio, AudioRef):
+        audio_ref = audio
+    else:
+        raise EncodeError(f"audio must be 'stream', 'none' or an AudioRef, got {audio!r}")
+    if audio_ref is not None and audio_ref.duration is None:
+        audio_ref = AudioRef(**{**audio_ref.__dict__, "duration": info.duration})
+
+    if output_path:
+        final = Path(output_path).expanduser().resolve()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise EncodeError(f"output '{final}' already exists; choose another name (nothing is overwritten)")
+    else:
+        folder, stem = output_target(filename_prefix, spec["ext"])
+        final = next_free_path(folder, stem, spec["ext"])
+    tmp = final.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{final.name}")
+    progress = host.Progress(info.frame_count, label, node_id)
+    try:
+        if spec["kind"] == "images":
+            _write_images(stream, tmp, spec, audio_ref, progress)
+        else:
+            _write_video(stream, tmp, spec, crf, speed, audio_ref, progress)
+        result = _publish(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        progress.close()
+    return result
+
+
+def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref, progress) -> None:
+    info = stream.info
+    fps = Fraction(info.fps).limit_denominator(1_000_000)
+    out = av.open(str(tmp), mode="w", format=spec["container"], options=spec.get("container_options", {}))
+    pump = None
+    try:
+        vs = out.add_stream(spec["codec"], rate=fps)
+        vs.width, vs.height = info.width, info.height
+        if (info.width % 2 or info.height % 2) and "420" in spec["pix_fmt"]:
+            raise EncodeError(
+                f"{spec['label']} needs even width and height, the stream is {info.width}x{info.height}; "
+                "resize (e.g. Load Video's resize) or use ffv1_mkv / png_sequence"
+            )
+        vs.pix_fmt = spec["pix_fmt"]
+        vs.time_base = Fraction(1, 1) / fps if fps.denominator < 100000 else Fraction(1, 90000)
+        vs.options = _fill(spec.get("options", {}), crf, speed)
+        if spec.get("codec_tag"):
+            vs.codec_tag = spec["codec_tag"]
+        if not spec.get("rgb"):
+            cc = vs.codec_context
+            cc.colorspace = 1
+            cc.color_range = 1
+            cc.color_primaries = 1
+            cc.color_trc = 1
+        vs.thread_type = "AUTO"
+        if audio_ref is not None:
+            try:
+                pump = AudioPump(out, audio_ref, spec["audio"])
+            except Exception as exc:
+                raise EncodeError(f"cannot read the audio of '{audio_ref.path}': {exc}") from exc
+        bits = 16 if spec.get("bits", 8) > 8 else 8
+        index = 0
+        for chunk in stream.chunks():
+            arr = _quantize(chunk.frames, bits)
+            for i in range(arr.shape[0]):
+                vf = _to_video_frame(arr[i], spec)
+                vf.pts = index
+                vf.time_base = Fraction(1) / fps
+                index += 1
+                for packet in vs.encode(vf):
+                    out.mux(packet)
+            progress.update(arr.shape[0])
+            if pump is not None:
+                pump.pump(out, index / float(fps))
+        if index != info.frame_count:
+            raise EncodeError(f"the stream promised {info.frame_count} frames but gave {index}")
+        for packet in vs.encode(None):
+            out.mux(packet)
+        if pump is not None:
+            pump.pump(out, None)
+    finally:
+        if pump is not None:
+            pump.close()
+        out.close()
+
+
+def _write_images(stream, tmp_dir: Path, spec: dict, audio_ref, progress) -> None:
+    import cv2
+
+    tmp_dir.mkdir(parents=True)
+    digits = max(6, len(str(stream.info.frame_count)))
+    for chunk in stream.chunks():
+        arr = _quantize(chunk.frames, spec.get("bits", 16))
+        for i in range(arr.shape[0]):
+            bgr = np.ascontiguousarray(arr[i][..., ::-1])
+            if not cv2.imwrite(str(tmp_dir / f"frame_{chunk.start + i:0{digits}d}.png"), bgr):
+                raise EncodeError(f"could not write PNG into {tmp_dir}")
+        progress.update(arr.shape[0])
+    if audio_ref is not None:
+        out = av.open(str(tmp_dir / "audio.wav"), mode="w", format="wav")
+        try:
+            pump = AudioPump(out, audio_ref, spec["audio"])
+            pump.pump(out, None)
+            pump.close()
+        finally:
+            out.close()
