@@ -54,6 +54,8 @@ __all__ = [
     "parse_picks",
     "propagate",
     "JumpMeter",
+    "rectangle_mask",
+    "candidate_sheet",
 ]
 
 
@@ -134,7 +136,7 @@ class DiffusersInpaint(InpaintBackend):
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(self.device)
         self.native = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
-        self.multiple = int(self.pipe.vae_scale_factor)
+        self.multiple = max(8, int(self.pipe.vae_scale_factor))
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.folder.name, "dtype": str(self.dtype).replace("torch.", ""),
@@ -262,6 +264,36 @@ def edit_region(mask: torch.Tensor, grow: int = 4, radius: int = 8) -> torch.Ten
     return torch.from_numpy(out)
 
 
+def rectangle_mask(stream: FrameStream, x: float, y: float, width: float, height: float,
+                   combine: str = "replace") -> FrameStream:
+    """The stream with a rectangle (fractions of the frame) as its mask, the same on every frame."""
+    if combine not in ("replace", "add", "intersect"):
+        raise ValueError(f"rectangle mask: 'combine' must be replace, add or intersect, got '{combine}'")
+    if width <= 0 or height <= 0:
+        raise ValueError("rectangle mask: 'width' and 'height' must be above 0")
+    H, W = stream.info.height, stream.info.width
+    x0, y0 = int(round(x * W)), int(round(y * H))
+    x1, y1 = min(W, int(round((x + width) * W))), min(H, int(round((y + height) * H)))
+    rect = torch.zeros(H, W)
+    rect[y0:y1, x0:x1] = 1.0
+
+    def make():
+        def fn(chunk: Chunk) -> Chunk:
+            r = rect.expand(len(chunk), H, W)
+            if chunk.mask is None or combine == "replace":
+                m = r.clone()
+            elif combine == "add":
+                m = torch.maximum(chunk.mask, r)
+            else:
+                m = torch.minimum(chunk.mask, r)
+            return chunk.with_(mask=m)
+
+        return fn
+
+    params = {"box": [x0, y0, x1, y1], "combine": combine}
+    return stream.map("rectangle_mask", params, make, stream.info.with_(has_mask=True))
+
+
 # ---------------------------------------------------------------------------------------------
 # step 5: inpaint keyframes
 # ---------------------------------------------------------------------------------------------
@@ -324,12 +356,11 @@ def inpaint_keyframes(
     Every keyframe uses the same ``seed`` (candidate ``j`` differs by its place in the batch), so
     neighbouring keyframes start from the same noise, which keeps edits alike across groups.
     """
-    if stream.info.frame_count != plan.frame_count or (plan.source and plan.source != stream.fingerprint):
-        if stream.info.frame_count != plan.frame_count:
-            raise ValueError(
-                f"inpaint: the keyframe plan covers {plan.frame_count} frames but the stream has "
-                f"{stream.info.frame_count}; connect the same frames to Keyframes and Inpaint"
-            )
+    if stream.info.frame_count != plan.frame_count:
+        raise ValueError(
+            f"inpaint: the keyframe plan covers {plan.frame_count} frames but the stream has "
+            f"{stream.info.frame_count}; connect the same frames to Keyframes and Inpaint"
+        )
     if not stream.info.has_mask:
         raise ValueError("inpaint: the frames carry no mask; connect a mask node (e.g. Mask from "
                          "Rectangle or a segmentation node) before Keyframes and Inpaint")
@@ -378,6 +409,26 @@ def inpaint_keyframes(
         raise RuntimeError(f"inpaint: found {len(edits)} of {len(plan.keyframes)} keyframes in the stream")
     H, W = stream.info.height, stream.info.width
     return InpaintCandidates(plan, edits, settings, (H, W))
+
+
+def candidate_sheet(cands: "InpaintCandidates", side: int = 256) -> torch.Tensor:
+    """All candidates as a ComfyUI IMAGE batch ``[keyframes × count, side, side, 3]`` (each crop
+    letterboxed into a square), keyframe by keyframe, for choosing picks by eye."""
+    tiles = []
+    for e in cands.edits:
+        if e.candidates is None:
+            continue
+        for c in range(e.candidates.shape[0]):
+            img = _f32(e.candidates[c])
+            h, w = img.shape[:2]
+            s = side / max(h, w)
+            nh, nw = max(1, round(h * s)), max(1, round(w * s))
+            small = _resize(img[None], (nh, nw))[0]
+            tile = torch.zeros(side, side, 3)
+            oy, ox = (side - nh) // 2, (side - nw) // 2
+            tile[oy:oy + nh, ox:ox + nw] = small.clamp(0, 1)
+            tiles.append(tile)
+    return torch.stack(tiles) if tiles else torch.zeros(1, side, side, 3)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 from ..stream import Chunk, FrameStream, rebatch
 
-__all__ = ["comparison", "LAYOUTS", "run_report", "write_report"]
+__all__ = ["comparison", "LAYOUTS", "run_report", "write_report", "next_report_path"]
 
 LAYOUTS = ("side_by_side", "stacked", "wipe")
 
@@ -67,6 +67,22 @@ def run_report(selection, jump_scores: Optional[list] = None, extra: Optional[di
     if extra:
         rep.update(extra)
     return rep
+
+
+def next_report_path(prefix: str) -> Path:
+    """A new ``<output>/<prefix>_00001.json`` path (the first number not taken)."""
+    from .. import host
+
+    base = host.output_dir() / prefix
+    if ".." in Path(prefix).parts:
+        raise ValueError(f"report prefix '{prefix}' must stay inside the output folder")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        p = base.parent / f"{base.name}_{n:05d}.json"
+        if not p.exists():
+            return p
+        n += 1
 
 
 def write_report(path: Path | str, report: dict) -> Path:
