@@ -207,8 +207,9 @@ class RemasterPropagateEdit:
                                "e.g. a talking mouth). replace: paste the warped keyframe edit itself."}),
                 "blend_frames": ("INT", {"default": 4, "min": 0, "max": 100,
                                          "tooltip": "Frames before each keyframe that fade into the next group's edit."}),
-                "flow": (list(flowlib.METHODS), {"default": "dis_medium",
-                                                 "tooltip": "Optical flow method (DIS presets are fast; farneback is the classic)."}),
+                "flow": (list(flowlib.METHODS), {"default": "farneback",
+                                                 "tooltip": "Optical flow from each frame to its keyframe: farneback "
+                                                            "follows fast motion best; DIS presets are faster."}),
                 "on_jump": (["report", "drop"], {
                     "tooltip": "report: only measure jumps (see the comparison report). drop: an extra pass first, "
                                "then groups that jump stay original."}),
@@ -218,7 +219,7 @@ class RemasterPropagateEdit:
             }
         }
 
-    def propagate(self, frames, selection, mode="delta", blend_frames=4, flow="dis_medium", on_jump="report",
+    def propagate(self, frames, selection, mode="delta", blend_frames=4, flow="farneback", on_jump="report",
                   jump_threshold=0.03):
         return (inp.propagate(frames, selection, mode, blend_frames, flow, on_jump, jump_threshold),)
 

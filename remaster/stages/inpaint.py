@@ -696,7 +696,7 @@ def propagate(
     selection: InpaintSelection,
     mode: str = "delta",
     blend: int = 4,
-    flow_method: str = "dis_medium",
+    flow_method: str = "farneback",
     on_jump: str = "report",
     jump_threshold: float = 0.03,
 ) -> FrameStream:
