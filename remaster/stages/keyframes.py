@@ -28,14 +28,14 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import host
 from ..stream import Chunk, FrameStream, fingerprint_of
 from . import flow as flowlib
-from .scenes import scene_cuts
+from .scenes import CutDetector
 
 __all__ = ["KeyframePlan", "analyse_keyframes", "keyframe_stream", "threshold_scale"]
 
@@ -94,26 +94,30 @@ def threshold_scale(movement: float, determinism: float) -> float:
 
 @dataclass
 class _Thumb:
-    rgb: torch.Tensor  # [3,h,w] float
+    rgb: np.ndarray  # [h,w,3] float32
     gray: np.ndarray  # [h,w] uint8
-    mask: torch.Tensor  # [h,w] bool
+    mask: np.ndarray  # [h,w] bool
 
 
 def _thumbs(chunk: Chunk, side: int) -> list:
+    # numpy/OpenCV on small images: no thread start-up cost per call, unlike torch on tiny tensors
     n, H, W, _ = chunk.frames.shape
     s = min(1.0, side / max(H, W))
-    h, w = max(8, round(H * s)), max(8, round(W * s))
-    x = chunk.frames.permute(0, 3, 1, 2).float()
-    rgb = F.interpolate(x, size=(h, w), mode="area") if (h, w) != (H, W) else x
-    if chunk.mask is not None:
-        m = chunk.mask.float().unsqueeze(1)
-        m = F.interpolate(m, size=(h, w), mode="area") if (h, w) != (H, W) else m
-        mask = m[:, 0] > 0.05
-    else:
-        mask = torch.ones(n, h, w, dtype=torch.bool)
-    g = (rgb[:, 0] * 0.299 + rgb[:, 1] * 0.587 + rgb[:, 2] * 0.114).mul(255).add(0.5).clamp(0, 255)
-    g = g.to(torch.uint8).numpy()
-    return [_Thumb(rgb[i], g[i], mask[i]) for i in range(n)]
+    size = (max(8, round(W * s)), max(8, round(H * s)))
+    frames = chunk.frames.detach().cpu().float().numpy()
+    masks = None if chunk.mask is None else chunk.mask.detach().cpu().float().numpy()
+    out = []
+    for i in range(n):
+        rgb = cv2.resize(frames[i], size, interpolation=cv2.INTER_AREA) if s < 1 else frames[i].copy()
+        if masks is not None:
+            m = cv2.resize(masks[i], size, interpolation=cv2.INTER_AREA) if s < 1 else masks[i]
+            mask = m > 0.05
+        else:
+            mask = np.ones(rgb.shape[:2], bool)
+        g = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        gray = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out.append(_Thumb(rgb, gray, mask))
+    return out
 
 
 def _difference(a: _Thumb, b: _Thumb, flow_method: str) -> tuple:
@@ -122,12 +126,10 @@ def _difference(a: _Thumb, b: _Thumb, flow_method: str) -> tuple:
     count = int(region.sum())
     if count == 0:
         return 0.0, 0.0
-    rf = region.float()
-    mad = float(((a.rgb - b.rgb).abs().mean(0) * rf).sum()) / count
-    mask_change = float((a.mask ^ b.mask).float().sum()) / count
+    mad = float(np.abs(a.rgb[region] - b.rgb[region]).mean())
+    mask_change = float((a.mask ^ b.mask).sum()) / count
     fl = flowlib.estimate_flow(b.gray, a.gray, flow_method)
-    mag = flowlib.flow_magnitude(fl)
-    motion = float(mag[region.numpy()].mean())
+    motion = float(flowlib.flow_magnitude(fl[region]).mean())
     return mad + mask_change, motion
 
 
@@ -171,8 +173,10 @@ def analyse_keyframes(
         return _cache[key]
 
     t0 = time.perf_counter()
-    cuts = sorted(set(int(c) for c in scene_cuts(stream, detect=detect_cuts) if 0 < int(c)))
-    cut_set = set(cuts)
+    # cuts: attached to the stream, else detected in this same pass (on the analysis copy)
+    attached = stream.info.scene_cuts
+    cut_set = set(int(c) for c in attached if int(c) > 0) if attached is not None else set()
+    detector = CutDetector() if attached is None and detect_cuts else None
     n_total = stream.info.frame_count
     progress = host.Progress(n_total, "Keyframes")
 
@@ -220,7 +224,10 @@ def analyse_keyframes(
     prev: Optional[_Thumb] = None
     seen = 0
     for chunk in stream.chunks():
-        for th in _thumbs(chunk, analysis_side):
+        thumbs = _thumbs(chunk, analysis_side)
+        if detector is not None:
+            cut_set.update(detector.push(torch.from_numpy(np.stack([t.rgb for t in thumbs]))))
+        for th in thumbs:
             i = seen
             if i == 0 or i in cut_set or prev is None:
                 cons_c.append(0.0)
@@ -251,7 +258,7 @@ def analyse_keyframes(
         groups=groups,
         colour=colour,
         motion=motion,
-        cuts=cuts,
+        cuts=sorted(cut_set),
         settings=settings,
         source=stream.fingerprint,
         seconds=round(time.perf_counter() - t0, 3),

@@ -102,3 +102,16 @@ def test_backward_warp_follows_flow():
     assert float((rebuilt[inner] - a[inner]).abs().mean()) < 0.02
     zero = flowlib.backward_warp(a.permute(2, 0, 1)[None], np.zeros((64, 96, 2), np.float32))
     assert torch.allclose(zero[0].permute(1, 2, 0), a, atol=1e-5)
+
+
+def test_detected_scene_cut_starts_a_group_despite_min_group():
+    rng = np.random.default_rng(3)
+    a = torch.from_numpy(rng.random((H, W, 3)).astype(np.float32))
+    b = torch.from_numpy(rng.random((H, W, 3)).astype(np.float32)) * 0.5
+    frames = torch.cat([a.expand(20, -1, -1, -1), b.expand(20, -1, -1, -1)]).clone()
+    frames += torch.from_numpy(rng.random(frames.shape).astype(np.float32)) * 0.01
+    mask = torch.zeros(40, H, W)
+    mask[:, 10:50, 10:50] = 1
+    plan = analyse_keyframes(from_tensor(frames, 24, mask=mask), min_group=30, max_group=100)
+    assert plan.cuts == [20]
+    assert plan.keyframes == [0, 20]
