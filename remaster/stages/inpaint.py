@@ -614,6 +614,8 @@ class _Compositor:
         self.cuts = sorted(self.plan.cuts)
 
     def _layer(self, g: int):
+        """Keyframe ``g``'s change inside its own feathered mask, ``alpha_k · (edit − source)``, as
+        ``[1,3,h,w]`` (``replace`` mode: the source crop plus that change). None when dropped."""
         if g in self.dropped:
             return None
         if g not in self.layers:
@@ -622,10 +624,11 @@ class _Compositor:
             if ed is None:
                 self.layers[g] = None
             else:
-                if self.mode == "delta":
-                    img = (ed - _f32(e.source))
-                else:
-                    img = ed
+                src = _f32(e.source)
+                alpha_k = feather(e.mask, self.grow, self.radius)[..., None]
+                img = alpha_k * (ed - src)
+                if self.mode == "replace":
+                    img = src + img
                 self.layers[g] = img.permute(2, 0, 1)[None].contiguous()
             for old in [k for k in self.layers if k < g - 1]:
                 del self.layers[old]
