@@ -4,6 +4,7 @@ Propagate Edit → Comparison, plus a rectangle mask source. Thin nodes over
 from __future__ import annotations
 
 
+from remaster import host
 from remaster.stages import flow as flowlib
 from remaster.stages import inpaint as inp
 from remaster.stages import keyframes as kf
@@ -132,9 +133,9 @@ class RemasterInpaintKeyframes:
                 "model": ("MODEL", {"tooltip": "ComfyUI model (from Load Checkpoint); with clip and vae it replaces the diffusers model."}),
                 "clip": ("CLIP", {"tooltip": "ComfyUI CLIP for the prompts."}),
                 "vae": ("VAE", {"tooltip": "ComfyUI VAE."}),
-                "sampler": (["euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"], {
+                "sampler": (host.comfy_sampler_choices()[0], {
                     "tooltip": "ComfyUI sampler (ComfyUI back-end only)."}),
-                "scheduler": (["normal", "karras", "simple", "sgm_uniform"], {
+                "scheduler": (host.comfy_sampler_choices()[1], {
                     "tooltip": "ComfyUI scheduler (ComfyUI back-end only)."}),
             },
         }

@@ -386,3 +386,15 @@ def comfy_inpaint(model, clip, vae, image: torch.Tensor, mask: torch.Tensor, *, 
         out = torch.nn.functional.interpolate(out.permute(0, 3, 1, 2), size=(H, W), mode="bilinear",
                                               align_corners=False).permute(0, 2, 3, 1)
     return out.clamp(0, 1)
+
+
+def comfy_sampler_choices() -> tuple[list, list]:
+    """ComfyUI's sampler and scheduler names (a short default list outside ComfyUI)."""
+    if IN_COMFYUI:
+        try:
+            import comfy.samplers  # type: ignore
+
+            return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+        except Exception:
+            pass
+    return ["euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"], ["normal", "karras", "simple", "sgm_uniform"]
