@@ -54,11 +54,12 @@ def test_pixels_outside_dilated_mask_equal_source_decode():
     assert float((got.frames - ref.frames).abs()[inside].mean()) > 0.03
 
 
-def test_static_scene_composite_identical_on_every_frame():
+@pytest.mark.parametrize("mode", ["delta", "replace"])
+def test_static_scene_composite_identical_on_every_frame(mode):
     frame = open_video(clip("dog_720p30_audio.mp4"), max_side=256, end_time=0.1).read().frames[:1]
     frames = frame.expand(12, -1, -1, -1).clone()
     s = inp.rectangle_mask(from_tensor(frames, 30), 0.3, 0.3, 0.3, 0.4)
-    plan, cands, sel, out = _run(s, kf={"min_group": 2})
+    plan, cands, sel, out = _run(s, kf={"min_group": 2}, mode=mode)
     assert plan.keyframes == [0]
     got = out.read().frames
     for i in range(1, 12):
@@ -224,3 +225,34 @@ def test_tiny_diffusers_pipeline_runs_the_workflow_end_to_end(tmp_path):
     ys, xs = slice(int(0.3 * H) + 4, int(0.7 * H) - 4), slice(int(0.35 * W) + 4, int(0.65 * W) - 4)
     assert float((edited.frames[:, ys, xs] - source.frames[:, ys, xs]).abs().mean()) > 0.03
     assert float((edited.frames[:, :, :20] - source.frames[:, :, :20]).abs().mean()) < 0.02
+
+
+def test_blend_fades_between_groups():
+    frames = torch.full((16, 64, 96, 3), 0.5)
+    frames[8:, 20:40, 30:60] = 0.55  # a change inside the mask at frame 8 → groups [0,8) and [8,16)
+    s = inp.rectangle_mask(from_tensor(frames, 24), 0.25, 0.25, 0.5, 0.5)
+    seen = []
+
+    def fn(image, mask, seed):  # keyframe 0 → dark edit, keyframe 8 → bright edit
+        seen.append(1)
+        return image[0] * 0.0 + (0.1 if len(seen) == 1 else 0.9)
+
+    plan = analyse_keyframes(s, min_group=2)
+    cands = inp.inpaint_keyframes(s, plan, inp.CallableInpaint(fn), count=1, resolution=64)
+    out = inp.propagate(s, inp.select_candidates(cands), blend=3).read().frames
+    centre = out[:, 32, 48, 0]  # a pixel deep inside the mask
+    assert abs(float(centre[0]) - 0.1) < 0.02 and abs(float(centre[8]) - 0.9) < 0.02
+    assert float(centre[4]) == pytest.approx(float(centre[0]), abs=1e-4)  # before the blend window
+    ramp = [float(centre[i]) for i in (4, 5, 6, 7, 8)]
+    assert all(b > a + 0.1 for a, b in zip(ramp, ramp[1:]))  # 5, 6, 7 fade towards the next edit
+
+
+def test_node_inputs_have_tooltips_and_category():
+    from nodes import inpaint as nodes_inpaint
+
+    for key, cls in nodes_inpaint.NODE_CLASS_MAPPINGS.items():
+        assert cls.CATEGORY == "Remaster/Inpaint" and cls.DESCRIPTION and key in nodes_inpaint.NODE_DISPLAY_NAME_MAPPINGS
+        types = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, spec in types.get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{key}.{name} has no tooltip"
