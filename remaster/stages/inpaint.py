@@ -118,6 +118,9 @@ def _model_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+_pipeline_cache: dict = {}  # the last loaded diffusers pipeline, reused by later runs
+
+
 class DiffusersInpaint(InpaintBackend):
     """``StableDiffusionInpaintPipeline`` loaded from a local folder (never from a hub)."""
 
@@ -129,12 +132,17 @@ class DiffusersInpaint(InpaintBackend):
         self.folder = resolve_diffusers_folder(model)
         self.device = device or host.torch_device()
         self.dtype = _model_dtype(self.device)
-        self.pipe = StableDiffusionInpaintPipeline.from_pretrained(
-            str(self.folder), dtype=self.dtype, local_files_only=True,
-            safety_checker=None, requires_safety_checker=False,
-        )
-        self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.to(self.device)
+        key = (str(self.folder), (self.folder / "model_index.json").stat().st_mtime_ns, str(self.device), str(self.dtype))
+        if _pipeline_cache.get("key") != key:
+            _pipeline_cache.clear()  # keep at most one pipeline alive
+            pipe = StableDiffusionInpaintPipeline.from_pretrained(
+                str(self.folder), dtype=self.dtype, local_files_only=True,
+                safety_checker=None, requires_safety_checker=False,
+            )
+            pipe.set_progress_bar_config(disable=True)
+            pipe.to(self.device)
+            _pipeline_cache.update(key=key, pipe=pipe)
+        self.pipe = _pipeline_cache["pipe"]
         self.native = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
         self.multiple = max(8, int(self.pipe.vae_scale_factor))
 
