@@ -3,9 +3,12 @@
 Each frame is compared with the most recent *keyframe* (not with the previous frame), inside the
 inpainting mask (the union of the keyframe's and the frame's masks) on a downscaled copy:
 
-* colour: mean absolute RGB difference inside the region, plus the fraction of the region that
-  the mask itself gained or lost (the masked object moved or changed shape);
-* motion: mean optical-flow magnitude inside the region (in analysis pixels).
+* colour: mean absolute RGB difference from the keyframe inside the region, plus the fraction of
+  the region that the mask itself gained or lost (the masked object moved or changed shape);
+* motion: the optical-flow motion inside the region accumulated since the keyframe (the sum of
+  frame-to-frame flow magnitudes, since flow across many frames is unreliable), counting flow
+  only where it explains the change better than "no motion" does (flat areas and flow spilling
+  over from motion next to the region do not count).
 
 A frame becomes a keyframe when either exceeds its threshold, ``threshold = average × scale``:
 the *average* is the mean frame-to-frame difference of the masked region in a window around the
@@ -16,9 +19,9 @@ is set once the region has changed as much as ``scale`` average frames would cha
 change is a keyframe at once. Scene cuts always start a group; groups are at least
 ``min_group`` and at most ``max_group`` frames long.
 
-Changes outside the mask never count (floors of half a code value and half an analysis pixel keep
-codec noise and flow spilling over the mask edge out). The pass keeps a bounded look-ahead window of small
-thumbnails (``window`` frames), never the video.
+Changes outside the mask never count; floors (two code values, half an analysis pixel) keep
+codec noise out. The pass keeps a bounded look-ahead window of small thumbnails (``window``
+frames), never the video.
 """
 from __future__ import annotations
 
@@ -42,8 +45,10 @@ __all__ = ["KeyframePlan", "analyse_keyframes", "keyframe_stream", "threshold_sc
 _cache: dict = {}
 
 # floors under the thresholds: codec noise and flow spilling over the mask edge never count
-MIN_COLOUR = 0.002  # mean absolute RGB difference (0..1), about half a code value
+MIN_COLOUR = 0.008  # mean absolute RGB difference (0..1), about two code values
 MIN_MOTION = 0.5  # pixels of the analysis copy
+MOTION_NOISE = 0.05  # frame-to-frame motion below this (analysis pixels) is not accumulated
+FLOW_MARGIN = 2  # grey levels by which warping must beat "no motion" for flow to count
 
 
 @dataclass
@@ -120,16 +125,26 @@ def _thumbs(chunk: Chunk, side: int) -> list:
     return out
 
 
-def _difference(a: _Thumb, b: _Thumb, flow_method: str) -> tuple:
-    """(colour, motion) of ``b`` relative to ``a`` inside the union of their masks."""
+def _difference(a: _Thumb, b: _Thumb, flow_method: Optional[str]) -> tuple:
+    """(colour, motion) of ``b`` relative to ``a`` inside the union of their masks (motion 0
+    without a ``flow_method``)."""
     region = a.mask | b.mask
     count = int(region.sum())
     if count == 0:
         return 0.0, 0.0
     mad = float(np.abs(a.rgb[region] - b.rgb[region]).mean())
     mask_change = float((a.mask ^ b.mask).sum()) / count
+    if flow_method is None:
+        return mad + mask_change, 0.0
     fl = flowlib.estimate_flow(b.gray, a.gray, flow_method)
-    motion = float(flowlib.flow_magnitude(fl[region]).mean())
+    # flow counts only where it explains the change better than no motion does: this drops flow
+    # on flat areas and flow spilling from motion next to the region
+    h, w = b.gray.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    warped = cv2.remap(a.gray, gx + fl[..., 0], gy + fl[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bg, ag = b.gray.astype(np.int16), a.gray.astype(np.int16)
+    explained = np.abs(bg - ag) > np.abs(bg - warped.astype(np.int16)) + FLOW_MARGIN
+    motion = float((flowlib.flow_magnitude(fl) * explained)[region].mean())
     return mad + mask_change, motion
 
 
@@ -195,7 +210,9 @@ def analyse_keyframes(
             is_key = True
             c = m = 0.0
         else:
-            c, m = _difference(state["key"], th, flow_method)
+            c, _ = _difference(state["key"], th, None)
+            # motion since the keyframe: frame-to-frame flow summed (flow across many frames is unreliable)
+            m = float(sum(x for x in cons_m[state["key_index"] + 1: i + 1] if x > MOTION_NOISE))
             length = i - state["key_index"]
             # average frame-to-frame change of the masked region around i (same shot)
             lo = max(s0 + 1, i - window)

@@ -115,3 +115,16 @@ def test_detected_scene_cut_starts_a_group_despite_min_group():
     plan = analyse_keyframes(from_tensor(frames, 24, mask=mask), min_group=30, max_group=100)
     assert plan.cuts == [20]
     assert plan.keyframes == [0, 20]
+
+
+def test_real_clip_static_region_vs_moving_region():
+    from conftest import clip
+    from remaster.media.decode import open_video
+    from remaster.stages.inpaint import rectangle_mask
+
+    src = open_video(clip("juggle_720p24.mp4"), max_side=320, end_time=4)
+    trees = analyse_keyframes(rectangle_mask(src, 0.0, 0.0, 0.2, 0.2), max_group=200)  # swaying trees, far
+    person = analyse_keyframes(rectangle_mask(src, 0.35, 0.25, 0.3, 0.5), max_group=200)  # the juggler
+    assert trees.keyframes == [0]
+    assert len(person.keyframes) >= 5
+    assert all(b - a >= 4 for a, b in person.groups)  # min_group
