@@ -4,6 +4,7 @@ Propagate Edit → Comparison, plus a rectangle mask source. Thin nodes over
 from __future__ import annotations
 
 
+from remaster import webui
 from remaster import host
 from remaster.stages import flow as flowlib
 from remaster.stages import inpaint as inp
@@ -117,7 +118,7 @@ class RemasterInpaintKeyframes:
                 "strength": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
                                        "tooltip": "Denoise strength: 0.3 keeps the structure and changes details; "
                                                   "1.0 repaints the region."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": False,
                                  "tooltip": "Seed, the same for every keyframe so edits agree."}),
                 "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps (before strength)."}),
                 "guidance": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
@@ -182,7 +183,7 @@ class RemasterSelectCandidates:
     def select(self, candidates, picks="", neighbour_weight=0.5):
         sel = inp.select_candidates(candidates, picks, neighbour_weight)
         text = ", ".join("drop" if p is None else str(p) for p in sel.picks)
-        return (sel, text)
+        return {"ui": {"remaster_candidates": webui.candidates_ui(sel)}, "result": (sel, text)}
 
 
 class RemasterPropagateEdit:
