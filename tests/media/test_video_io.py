@@ -84,7 +84,7 @@ def test_lossless_formats_round_trip_exactly(tmp_path):
     s = from_tensor(x, 24)
     q = (x * 255).round() / 255
     ffv1 = open_video(save_video(s, "ll", fmt="ffv1_mkv")).read().frames
-    assert torch.equal(ffv1, q)
+    assert torch.allclose(ffv1, q, atol=1e-6, rtol=0)  # exact 8-bit levels
     folder = save_video(s, "seq", fmt="png_sequence")
     files = sorted(folder.glob("*.png"))
     assert len(files) == 4
@@ -273,3 +273,52 @@ def test_real_clip_with_audio_keeps_duration(clips_dir):
     _, dur, ch = audio_onset(out)
     assert dur == pytest.approx(2.0, abs=0.05) and ch == 2
     assert open_video(out).info.frame_count == 50
+
+
+def test_ten_bit_source_keeps_its_precision(tmp_path):
+    # a gentle 10-bit ramp: an 8-bit decode would collapse neighbouring levels
+    ramp = tmp_path / "ramp10.mkv"
+    x = np.linspace(0x4000, 0x4800, 256)  # 16-bit values spanning ≈ 8 levels of 8 bits
+    img = np.ascontiguousarray(np.broadcast_to(x[None, :, None], (64, 256, 3)).astype(np.uint16))
+    out = av.open(str(ramp), "w")
+    v = out.add_stream("ffv1", rate=10)
+    v.width, v.height, v.pix_fmt = 256, 64, "yuv444p10le"
+    f = av.VideoFrame.from_ndarray(img, format="rgb48le").reformat(format="yuv444p10le", dst_colorspace="ITU709",
+                                                                 dst_color_range="MPEG")
+    for p in v.encode(f):
+        out.mux(p)
+    for p in v.encode(None):
+        out.mux(p)
+    out.close()
+    s = open_video(ramp)
+    assert s.info.bit_depth == 10
+    levels = torch.unique(s.read().frames[0, ..., 1])
+    assert len(levels) > 12  # ≈ 8 levels in 8 bits, ≈ 32 in 10 bits
+    out = save_video(s, "ten", fmt="h265_10bit_mp4", speed="ultrafast", crf=0)
+    again = open_video(out)
+    assert again.info.bit_depth == 10
+    assert len(torch.unique(again.read().frames[0, ..., 1])) > 12
+
+
+def test_alpha_kept_as_mask_or_dropped(tmp_path):
+    rgba = np.zeros((2, 32, 48, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[:, :, :24, 3] = 255  # left half opaque
+    path = tmp_path / "alpha.mkv"
+    out = av.open(str(path), "w")
+    v = out.add_stream("ffv1", rate=10)
+    v.width, v.height, v.pix_fmt = 48, 32, "bgra"
+    for i in range(2):
+        for p in v.encode(av.VideoFrame.from_ndarray(rgba[i], format="rgba").reformat(format="bgra")):
+            out.mux(p)
+    for p in v.encode(None):
+        out.mux(p)
+    out.close()
+    kept = open_video(path, alpha="mask")
+    assert kept.info.has_mask
+    m = kept.read().mask
+    assert m[:, :, :24].min() == 1.0 and m[:, :, 24:].max() == 0.0
+    dropped = open_video(path)
+    assert not dropped.info.has_mask and dropped.read().mask is None
+    with pytest.raises(VideoError, match="alpha must be"):
+        open_video(path, alpha="keep")
