@@ -158,6 +158,25 @@ def align_matrix(points: np.ndarray, size: int = SIZE) -> np.ndarray:
     return M
 
 
+def aligned_crop(frame: np.ndarray, M: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The ``size`` square crop ``M`` maps the face into. When the warp shrinks (a face larger
+    than the crop, e.g. after a x4 upscale) the face region is low-passed first (Gaussian,
+    sigma 0.45 / scale), so the bilinear warp does not alias fine detail into false patterns."""
+    s = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    if s >= 0.75:
+        return cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    H, W = frame.shape[:2]
+    inv = cv2.invertAffineTransform(M)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float32) @ inv.T
+    pad = int(np.ceil(3 * 0.45 / s)) + 2
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [W - 1, H - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad, [x0 + 1, y0 + 1], [W, H])
+    roi = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), 0.45 / s, borderType=cv2.BORDER_REFLECT101)
+    M2 = M.astype(np.float64).copy()
+    M2[:, 2] += M2[:, :2] @ np.array([x0, y0], np.float64)  # roi(u, v) = frame(u + x0, v + y0)
+    return cv2.warpAffine(roi, M2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+
+
 def feather_mask(size: int = SIZE, border: float = 0.06, blur: float = 0.05) -> np.ndarray:
     """A ``size`` square of ones that falls smoothly to 0 towards its edges."""
     m = np.zeros((size, size), np.float32)
@@ -312,10 +331,7 @@ class FaceRestorer:
         if not jobs:
             return chunk
         frames = chunk.frames.numpy()
-        crops = np.stack([
-            cv2.warpAffine(frames[i], M, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-            for i, M in jobs
-        ]).astype(np.float32)
+        crops = np.stack([aligned_crop(frames[i], M) for i, M in jobs]).astype(np.float32)
         restored = self.restore_crops(crops)
         out = chunk.frames.clone()
         arr = out.numpy()
