@@ -6,14 +6,17 @@ with a dilated last stage, ResNet-50 with a dilated ``layer4``), so only the sma
 written here.
 
 The network sees a time series: convolutions run on all frames of a chunk at once, and the four
-ConvGRU states are carried frame by frame. :class:`RVMState` holds them between chunks.
+ConvGRU states are carried frame by frame; the caller keeps them between chunks.
 
 Checkpoint layouts accepted:
 
 * the official release: BatchNorm layers with their statistics, DeepGuidedFilter refiner weights;
-* "folded" conversions (e.g. from the TF.js release) where BatchNorm scale/shift were folded into
-  the preceding convolution and the BatchNorm keys are either identity or absent, and the refiner
-  weights may be missing (the parameter-free fast guided filter is used then).
+* "folded" conversions (e.g. from the TF.js release) where BatchNorm scale was folded into the
+  preceding convolution and its shift into the BatchNorm bias, the statistics left at identity
+  (weight 1, mean 0, var 1 - eps); such files may lack the refiner weights, and then the
+  parameter-free fast guided filter is used.
+
+Both are plain state dicts with the official key names, so one loader serves both.
 """
 from __future__ import annotations
 
@@ -306,37 +309,15 @@ def build_from_state_dict(sd: dict) -> RVM:
     refiner = "deep" if any(k.startswith("refiner.") for k in sd) else "fast"
     model = RVM(variant, refiner)
     own = model.state_dict()
-    full = {}
-    missing_non_bn = []
-    for k, v in own.items():
-        if k in sd:
-            full[k] = sd[k].float() if sd[k].is_floating_point() else sd[k]
-            continue
-        # BatchNorm folded away: identity statistics
-        if k.endswith(("running_mean", "bias")) and _is_bn_key(model, k):
-            full[k] = torch.zeros_like(v)
-        elif k.endswith(("running_var", "weight")) and _is_bn_key(model, k):
-            full[k] = torch.ones_like(v)
-        elif k.endswith("num_batches_tracked"):
-            full[k] = torch.zeros_like(v)
-        else:
-            missing_non_bn.append(k)
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
-    if missing_non_bn or unexpected:
+    if missing or unexpected:
         raise registry.ModelError(
-            f"RVM {variant} checkpoint does not match the architecture: missing {missing_non_bn[:5]}, "
+            f"RVM {variant} checkpoint does not match the architecture: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}. Use an official RobustVideoMatting .pth file."
         )
-    model.load_state_dict(full)
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}, strict=False)
     return model.eval()
-
-
-def _is_bn_key(model: nn.Module, key: str) -> bool:
-    mod_name = key.rsplit(".", 1)[0]
-    try:
-        return isinstance(model.get_submodule(mod_name), nn.BatchNorm2d)
-    except AttributeError:
-        return False
 
 
 def load(path: Path | str) -> RVM:
