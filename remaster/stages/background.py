@@ -97,16 +97,20 @@ def load_image(path: str | Path) -> torch.Tensor:
 def decontaminate(frames: torch.Tensor, alpha: torch.Tensor, radius: float = 8.0) -> torch.Tensor:
     """Estimate the pure foreground colour where 0 < alpha < 1.
 
-    ``I = a F + (1-a) B``: the old background ``B`` is estimated as the (1-alpha)-weighted blur of
-    the frame, then ``F = (I - (1-a) B) / a``. Pixels with alpha 1 are returned unchanged.
+    ``I = a F + (1-a) B``: the old background ``B`` is estimated from nearby pixels that are
+    almost pure background (weight ``(1-a)^4``), then ``F = (I - (1-a) B) / a``. Where no such
+    pixel is near, or alpha is 1, the pixel is left as it is.
     """
     x = frames.permute(0, 3, 1, 2)
     a = alpha.unsqueeze(1)
     inv = 1.0 - a
+    wgt = inv**4
     sigma = max(1.0, radius / 2)
-    b_est = gaussian_blur(x * inv, sigma) / gaussian_blur(inv, sigma).clamp_min(1e-4)
-    f = (x - inv * b_est) / a.clamp_min(0.05)
-    f = torch.where(a >= 1.0, x, f.clamp(0, 1))
+    wsum = gaussian_blur(wgt, sigma)
+    b_est = gaussian_blur(x * wgt, sigma) / wsum.clamp_min(1e-6)
+    f = ((x - inv * b_est) / a.clamp_min(0.05)).clamp(0, 1)
+    keep = (a >= 1.0) | (wsum < 1e-3)
+    f = torch.where(keep, x, f)
     return f.permute(0, 2, 3, 1)
 
 
