@@ -81,7 +81,7 @@ class RemasterLoadVideo:
             return video
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, **kwargs):
+    def VALIDATE_INPUTS(cls, video):
         if not video:
             return "no video chosen: upload one or give a file path"
         p = host.annotated_input_path(video)

@@ -148,7 +148,7 @@ def default_chunk_size(width: int, height: int, budget_bytes: Optional[int] = No
     """Frames per chunk so that one chunk of float32 RGB (+mask) stays within a memory budget.
 
     The budget is ``REMASTER_CHUNK_MB`` megabytes if set, else 1/16 of available memory capped at
-    512 MB. Several chunks are alive at once across a chain of stages, so the budget is a fraction.
+    256 MB. Several chunks are alive at once across a chain of stages, so the budget is a fraction.
     """
     env = os.environ.get("REMASTER_CHUNK_FRAMES")
     if env:
@@ -158,7 +158,7 @@ def default_chunk_size(width: int, height: int, budget_bytes: Optional[int] = No
         if mb:
             budget_bytes = int(float(mb) * 2**20)
         else:
-            budget_bytes = min(512 * 2**20, _available_memory() // 16)
+            budget_bytes = min(256 * 2**20, _available_memory() // 16)
     per_frame = max(1, width * height * 4 * 4)
     return int(max(1, min(64, budget_bytes // per_frame)))
 

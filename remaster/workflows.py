@@ -34,6 +34,16 @@ def _has_control(name: str, t: Any, opts: dict) -> bool:
     return t == "INT" and (name in SEED_NAMES or bool(opts.get("control_after_generate")))
 
 
+def _extra_value(name: str, t: Any, opts: dict):
+    """The value the frontend stores after a widget: a seed's "control after generate" mode, or
+    the upload button of a file widget (ComfyUI saves "image" for it). None when there is none."""
+    if _has_control(name, t, opts):
+        return "fixed"
+    if opts.get("video_upload") or opts.get("image_upload"):
+        return "image"
+    return None
+
+
 def _is_link(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
 
@@ -83,15 +93,15 @@ def api_to_ui(api: dict, mappings: dict) -> dict:
                 pending_inputs[link_id] = (nid, len(inputs_ui) - 1)
                 if _is_widget(t):
                     widgets.append(opts.get("default", t[0] if isinstance(t, (list, tuple)) and t else None))
-                    if _has_control(name, t, opts):
-                        widgets.append("fixed")
+                    if _extra_value(name, t, opts) is not None:
+                        widgets.append(_extra_value(name, t, opts))
                 continue
             if _is_widget(t):
                 if v is None and isinstance(t, (list, tuple)) and t:
                     v = t[0]
                 widgets.append(v)
-                if _has_control(name, t, opts):
-                    widgets.append("fixed")
+                if _extra_value(name, t, opts) is not None:
+                    widgets.append(_extra_value(name, t, opts))
             elif name in values or not opts.get("optional"):
                 inputs_ui.append({"name": name, "type": t, "link": None})
         for lid, (tnid, idx) in pending_inputs.items():
@@ -155,7 +165,7 @@ def ui_to_api(ui: dict, mappings: dict) -> dict:
             if _is_widget(t):
                 v = vals[pos] if pos < len(vals) else None
                 pos += 1
-                if _has_control(name, t, opts):
+                if _extra_value(name, t, opts) is not None:
                     pos += 1
                 if name in linked:
                     src = link_src[linked[name]]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 import torch
 
@@ -251,12 +252,12 @@ def _to_rgb(frame: "av.VideoFrame", p: Probe, size: tuple[int, int], keep_alpha:
             src_color_range="JPEG" if p.color_range == "pc" else "MPEG",
             dst_color_range="JPEG",
         )
-    f2 = frame.reformat(width=w, height=h, format=fmt, interpolation="LANCZOS" if (w, h) != (frame.width, frame.height) else None, **kwargs)
+    scaler = Interpolation.LANCZOS if (w, h) != (frame.width, frame.height) else Interpolation.BILINEAR
+    flags = scaler | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+    f2 = frame.reformat(width=w, height=h, format=fmt, interpolation=flags, **kwargs)
     arr = f2.to_ndarray()
     scale = 65535.0 if deep else 255.0
-    t = torch.from_numpy(arr)
-    t = t.to(torch.float32) if not deep else torch.from_numpy(arr.astype(np.float32))
-    t = t / scale
+    t = torch.from_numpy(arr if not deep else arr.astype(np.float32)).to(torch.float32).mul_(1.0 / scale)
     alpha = None
     if t.shape[-1] == 4:
         alpha = t[..., 3].contiguous()
@@ -357,9 +358,10 @@ def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bo
         if first_needed > 0:
             target = int((first_needed + p.t0) / tb)
             container.seek(target, stream=vs, backward=True, any_frame=False)
-        frames_buf: list = []
-        alpha_buf: list = []
-        out_index = 0
+        out_h, out_w = (dec_size[0], dec_size[1]) if rotation % 180 else (dec_size[1], dec_size[0])
+        total = len(plan)
+        buf = alpha = None
+        filled = 0
         chunk_start = 0
         cur_idx = -1
         cur_raw = None
@@ -389,16 +391,18 @@ def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bo
                 )
             if cur is None:
                 cur = _to_rgb(cur_raw, p, dec_size, keep_alpha)
+            if buf is None:  # chunks are filled in place: no per-frame list, no stacking copy
+                n = min(size, total - chunk_start)
+                buf = torch.empty(n, out_h, out_w, 3)
+                alpha = torch.empty(n, out_h, out_w) if keep_alpha else None
             rgb, a = cur
-            frames_buf.append(_rotate(rgb, rotation) if rotation else rgb)
+            buf[filled] = _rotate(rgb, rotation) if rotation else rgb
             if keep_alpha:
-                alpha_buf.append(_rotate(a, rotation) if rotation else a)
-            out_index += 1
-            if len(frames_buf) >= size:
-                yield Chunk(chunk_start, torch.stack(frames_buf), torch.stack(alpha_buf) if keep_alpha else None)
-                chunk_start = out_index
-                frames_buf, alpha_buf = [], []
-        if frames_buf:
-            yield Chunk(chunk_start, torch.stack(frames_buf), torch.stack(alpha_buf) if keep_alpha else None)
+                alpha[filled] = _rotate(a, rotation) if rotation else a
+            filled += 1
+            if filled == buf.shape[0]:
+                chunk, buf, filled = Chunk(chunk_start, buf, alpha), None, 0
+                chunk_start += chunk.frames.shape[0]
+                yield chunk
     finally:
         container.close()

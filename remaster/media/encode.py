@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 import torch
 
@@ -32,6 +33,7 @@ from ..stream import AudioRef, FrameStream
 log = logging.getLogger("remaster.media")
 
 PRESETS: dict = json.loads((Path(__file__).with_name("presets.json")).read_text())
+_ENC_FLAGS = Interpolation.AREA | Interpolation.FULL_CHR_H_INP
 SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -207,7 +209,7 @@ class AudioPump:
 # ---------------------------------------------------------------------------------------------
 def _quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
     maxv = (1 << bits) - 1
-    x = frames.clamp(0, 1).mul(maxv).round_()
+    x = frames.mul(maxv).add_(0.5).clamp_(0, maxv)  # +0.5 then truncation = rounding
     if bits <= 8:
         return x.to(torch.uint8).numpy()
     return x.to(torch.int32).numpy().astype(np.uint16)
@@ -225,7 +227,7 @@ def _to_video_frame(rgb: np.ndarray, spec: dict) -> "av.VideoFrame":
         dst_colorspace="ITU709",
         src_color_range="JPEG",
         dst_color_range="MPEG",
-        interpolation="BICUBIC",
+        interpolation=_ENC_FLAGS,
     )
     out.colorspace = 1  # BT.709 matrix
     out.color_range = 1  # limited (MPEG)

@@ -120,11 +120,12 @@ def find(name: str, folder: Optional[str] = None) -> Optional[Path]:
     return None
 
 
-def resolve(name: str, folder: Optional[str] = None, check_hash: bool = True) -> Path:
+def resolve(name: str, folder: Optional[str] = None, check_hash: bool = True, download_missing: bool = False) -> Path:
     """Path of the model ``name`` (registry id or file name) in ``folder``.
 
     Raises :class:`ModelNotFound` naming the file, the folder it belongs in and its download URL.
     A registry file whose sha256 differs is reported with a warning (and still loaded).
+    ``download_missing`` (a node's explicit toggle) fetches a missing registry file first.
     """
     if name is None or str(name).strip() == "":
         raise ModelNotFound("no model was chosen: pick a model file in the node's model input")
@@ -134,6 +135,8 @@ def resolve(name: str, folder: Optional[str] = None, check_hash: bool = True) ->
     e = entries().get(name) or by_filename(name, folder)
     folder = folder or (e.folder if e else None)
     path = find(name, folder)
+    if path is None and download_missing and e is not None:
+        path = download(e.id)
     if path is None:
         filename = e.filename if e else os.path.basename(name)
         dirs = host.model_dirs(folder) if folder else []

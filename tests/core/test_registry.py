@@ -1,0 +1,101 @@
+"""Model registry: lookup, the three-part missing-model error, hash checks, safe downloads."""
+import hashlib
+import io
+import json
+
+import pytest
+import torch
+
+from remaster import host
+from remaster.models import registry
+
+
+@pytest.fixture
+def fake_registry(tmp_path, monkeypatch):
+    payload = b"weights" * 100
+    data = {"models": [{
+        "id": "tiny", "task": "test", "filename": "tiny.pth", "folder": "upscale_models",
+        "urls": ["https://example.invalid/tiny.pth", "https://mirror.invalid/tiny.pth"],
+        "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload), "licence": "MIT"}]}
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+    return payload
+
+
+class FakeResponse(io.BytesIO):
+    status = 200
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_missing_model_error_names_file_folder_and_url(fake_registry):
+    with pytest.raises(registry.ModelNotFound) as exc:
+        registry.resolve("tiny")
+    msg = str(exc.value)
+    assert "tiny.pth" in msg and "upscale_models" in msg and "https://example.invalid/tiny.pth" in msg
+
+
+def test_download_verifies_and_renames(fake_registry):
+    p = registry.download("tiny", opener=lambda req: FakeResponse(fake_registry))
+    assert p.read_bytes() == fake_registry
+    assert p.parent == host.model_dirs("upscale_models")[0]
+    assert not list(p.parent.glob("*.part"))
+    assert registry.verify(["tiny"])[0][1] == "ok"
+
+
+def test_download_rejects_wrong_hash_and_leaves_nothing(fake_registry):
+    with pytest.raises(registry.ModelError, match="sha256"):
+        registry.download("tiny", opener=lambda req: FakeResponse(b"tampered"))
+    assert not any(host.model_dirs("upscale_models")[0].glob("*")) if host.model_dirs("upscale_models")[0].exists() else True
+
+
+def test_mismatch_is_reported_by_verify_and_loading_warns(fake_registry, caplog):
+    d = host.model_dirs("upscale_models")[0]
+    d.mkdir(parents=True)
+    (d / "tiny.pth").write_bytes(b"other")
+    assert registry.verify(["tiny"])[0][1] == "mismatch"
+    with caplog.at_level("WARNING"):
+        registry.resolve("tiny")
+    assert "sha256 differs" in caplog.text
+
+
+def test_paths_outside_the_models_folder_are_refused(tmp_path):
+    with pytest.raises(registry.ModelError, match="leaves the models folder"):
+        registry.safe_target(tmp_path / "models" / "rife", "../../etc/passwd")
+    assert registry.safe_target(tmp_path / "m", "sub/ok.pth").name == "ok.pth"
+
+
+def test_user_files_unknown_to_the_registry_load_too(fake_registry):
+    d = host.model_dirs("upscale_models")[0]
+    d.mkdir(parents=True)
+    torch.save({"w": torch.ones(2)}, d / "my_model.pth")
+    assert "my_model.pth" in registry.choices("upscale_models")
+    sd = registry.load_state_dict(registry.resolve("my_model.pth", "upscale_models"))
+    assert torch.equal(sd["w"], torch.ones(2))
+
+
+def test_unsafe_pickles_are_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, p)
+    with pytest.raises(registry.ModelError, match="safely"):
+        registry.load_state_dict(p)
+
+
+def test_shipped_registry_is_well_formed():
+    ids = set()
+    for e in registry.entries().values():
+        assert e.id not in ids
+        ids.add(e.id)
+        assert e.folder in host.MODEL_FOLDERS, e.id
+        assert e.urls and all(u.startswith("https://") for u in e.urls), e.id
+        assert e.licence, e.id
+        assert e.sha256 == "" or len(e.sha256) == 64, e.id
