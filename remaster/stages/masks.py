@@ -133,9 +133,13 @@ def model_dir(name: str) -> Path:
                 f"'sam2' models folder ({host.model_dirs('sam2')[0]}/sam2.1-hiera-tiny/)."
             )
     if not (folder / "config.json").is_file():
+        hint = ""
+        entry = registry.entries().get(folder.name)
+        if entry is not None and entry.urls:
+            hint = f" Download it from {entry.url.rsplit('/', 1)[0]}/config.json into that folder."
         raise registry.ModelError(
             f"SAM2 folder '{folder}' has no config.json. It must hold a Hugging Face SAM2 release "
-            "(config.json + model.safetensors), e.g. the files of facebook/sam2.1-hiera-tiny."
+            "(config.json + model.safetensors), e.g. the files of facebook/sam2.1-hiera-tiny." + hint
         )
     return folder
 
