@@ -156,3 +156,20 @@ def test_official_pt_checkpoint_gets_a_clear_error():
         masks.sam2_mask(from_tensor(_frames(1)), "sam2.1_hiera_tiny.pt", [{"frame": 0, "points": [[1, 1]]}])
     with pytest.raises(registry.ModelNotFound, match="sam2"):
         masks.sam2_mask(from_tensor(_frames(1)), "nothing.safetensors", [{"frame": 0, "points": [[1, 1]]}])
+
+
+def test_sam2_node_takes_widget_points_and_json(tiny):
+    from nodes.masks import RemasterSAM2VideoMask, widget_prompt
+
+    assert widget_prompt(2, "10,20; 30 40", "5,5", "1,2,30,40") == [
+        {"frame": 2, "points": [[10.0, 20.0, 1], [30.0, 40.0, 1], [5.0, 5.0, 0]], "boxes": [[1.0, 2.0, 30.0, 40.0]], "obj_id": 1}
+    ]
+    with pytest.raises(ValueError, match="positive_points needs 2 numbers"):
+        widget_prompt(0, "10", "", "")
+    frames = _frames(2)
+    node = RemasterSAM2VideoMask()
+    (out,) = node.run(from_tensor(frames), "sam2-tiny-random/model.safetensors", frame=0, positive_points="40,24",
+                      prompts_json='[{"frame": 1, "boxes": [[10, 10, 30, 40]], "obj_id": 2}]')
+    assert out.read().mask.shape == (2, 48, 80)
+    with pytest.raises(ValueError, match="no prompt given"):
+        node.run(from_tensor(frames), "sam2-tiny-random/model.safetensors")
