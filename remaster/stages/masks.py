@@ -153,9 +153,11 @@ def sam2_dtype(device: torch.device) -> torch.dtype:
 
 
 def load_sam2(name: str, device: torch.device, dtype: torch.dtype):
-    from transformers import Sam2VideoModel, Sam2VideoProcessor
-    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
-    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+    import transformers
+    from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    # transformers 5 dropped the "Fast" suffix; 4.56-4.x only has the Fast class
+    Sam2ImageProcessor = getattr(transformers, "Sam2ImageProcessor", None) or transformers.Sam2ImageProcessorFast
 
     folder = model_dir(name)
     key = (str(folder.resolve()), str(device), dtype)

@@ -111,3 +111,17 @@ def test_guided_refine_snaps_a_blurry_mask_to_the_image_edge():
 
     refined = mt.refine_stream(from_tensor(frames, mask=rough), radius=8, eps=1e-3).read().mask
     assert on_edge(refined) > 2 * on_edge(rough)
+
+
+def test_mask_adjust_node_applies_steps_in_order():
+    from nodes.masks import RemasterMaskAdjust
+
+    soft = _square_masks(2, soft=True)
+    s = from_tensor(torch.rand(2, 48, 64, 3), mask=soft)
+    (out,) = RemasterMaskAdjust().run(s, threshold_low=0.5, grow=2, feather=0.0, invert=True)
+    want = 1.0 - mt.grow(mt.threshold(soft, 0.5), 2)
+    assert torch.equal(out.read().mask, want)
+    (same,) = RemasterMaskAdjust().run(s)
+    assert same is s
+    with pytest.raises(ValueError, match="no mask"):
+        RemasterMaskAdjust().run(from_tensor(torch.rand(1, 8, 8, 3)))
