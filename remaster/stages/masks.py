@@ -164,9 +164,16 @@ def load_sam2(name: str, device: torch.device, dtype: torch.dtype):
     if key not in _loaded:
         _loaded.clear()
         try:
-            model = Sam2VideoModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+            model, info = Sam2VideoModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype,
+                                                         output_loading_info=True)
         except Exception as exc:  # a corrupt or foreign folder
             raise registry.ModelError(f"could not load SAM2 from '{folder}': {exc}") from exc
+        missing = list(info.get("missing_keys") or [])
+        if missing:  # transformers would silently leave these randomly initialised
+            raise registry.ModelError(
+                f"SAM2 weights in '{folder}' do not match its config.json ({len(missing)} missing, e.g. "
+                f"{missing[:3]}); re-download both files from the same Hugging Face repository"
+            )
         model = model.to(device).eval()
         size = int(model.config.image_size)
         mask = size // 4

@@ -173,3 +173,13 @@ def test_sam2_node_takes_widget_points_and_json(tiny):
     assert out.read().mask.shape == (2, 48, 80)
     with pytest.raises(ValueError, match="no prompt given"):
         node.run(from_tensor(frames), "sam2-tiny-random/model.safetensors")
+
+
+def test_sam2_weights_not_matching_config_are_refused(tiny):
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(tiny / "model.safetensors"))
+    sd = {k: v for k, v in sd.items() if not k.startswith("mask_decoder.")}
+    save_file(sd, str(tiny / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(registry.ModelError, match="do not match"):
+        masks.sam2_mask(from_tensor(_frames(1)), str(tiny), [{"frame": 0, "points": [[1, 1]]}]).read()
