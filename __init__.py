@@ -7,7 +7,10 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if _here not in sys.path:
     sys.path.insert(0, _here)  # so node modules can `import remaster`
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+if __package__:  # ComfyUI loads the folder as a package
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+else:  # imported as a plain module, e.g. by pytest collecting a checkout folder named "ComfyUI-Remaster"
+    from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
 WEB_DIRECTORY = "./web/js"
 

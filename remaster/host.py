@@ -331,15 +331,140 @@ def is_oom(exc: BaseException) -> bool:
 # ---------------------------------------------------------------------------------------------
 # UI messages (ComfyUI's websocket), used by previews and progress widgets
 # ---------------------------------------------------------------------------------------------
-def send_ui(event: str, data: dict, node_id: Optional[str] = None) -> None:
+def _prompt_server():
+    """ComfyUI's PromptServer instance, or None outside ComfyUI (or before the server exists)."""
+    if not IN_COMFYUI:
+        return None
     try:
         from server import PromptServer  # type: ignore
     except Exception:
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def send_ui(event: str, data: dict, node_id: Optional[str] = None) -> None:
+    """Send a websocket message to the browser (no-op outside ComfyUI)."""
+    server = _prompt_server()
+    if server is None:
         return
     try:
         payload = dict(data)
         if node_id is not None:
             payload["node"] = node_id
-        PromptServer.instance.send_sync(event, payload)
+        server.send_sync(event, payload)
     except Exception:
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# ComfyUI sampling for the inpainting stage (remaster/stages/inpaint.py, ComfyInpaint back-end).
+# Runs only inside ComfyUI: this is the one module allowed to import ComfyUI's modules.
+# ---------------------------------------------------------------------------------------------
+def comfy_inpaint(model, clip, vae, image: torch.Tensor, mask: torch.Tensor, *, prompt: str, negative: str,
+                  strength: float, seed: int, steps: int, cfg: float, count: int,
+                  sampler_name: str = "euler", scheduler: str = "normal") -> torch.Tensor:
+    """Inpaint ``image`` ``[1,H,W,3]`` inside ``mask`` ``[1,H,W]`` with ComfyUI's MODEL/CLIP/VAE at
+    denoise ``strength``: ``count`` results ``[count,H,W,3]`` (seeds ``seed``, ``seed+1``, ...).
+
+    Uses ComfyUI's own nodes: CLIPTextEncode, InpaintModelConditioning (which works for inpainting
+    and ordinary checkpoints, keeping the unmasked latent through the noise mask) and KSampler.
+    """
+    if not IN_COMFYUI:
+        raise RuntimeError("the ComfyUI inpainting back-end runs only inside ComfyUI; outside it use the "
+                           "diffusers back-end (a diffusers model folder in models/diffusers)")
+    import inspect
+
+    import nodes as comfy_nodes  # type: ignore
+
+    encode = comfy_nodes.CLIPTextEncode()
+    pos = encode.encode(clip, prompt)[0]
+    neg = encode.encode(clip, negative or "")[0]
+    cond = comfy_nodes.InpaintModelConditioning()
+    kwargs = {"noise_mask": True} if "noise_mask" in inspect.signature(cond.encode).parameters else {}
+    pos, neg, latent = cond.encode(pos, neg, image.float().cpu(), vae, mask.float().cpu(), **kwargs)
+    outs = []
+    for j in range(int(count)):
+        check_interrupt()
+        sampled = comfy_nodes.common_ksampler(model, int(seed) + j, int(steps), float(cfg), sampler_name, scheduler,
+                                              pos, neg, latent, denoise=float(strength))[0]
+        img = vae.decode(sampled["samples"])
+        if img.ndim == 5:  # some VAEs return [b,t,H,W,3]
+            img = img.reshape(-1, *img.shape[-3:])
+        outs.append(img[:1].float().cpu())
+    out = torch.cat(outs)
+    H, W = image.shape[1:3]
+    if tuple(out.shape[1:3]) != (H, W):  # ComfyUI crops to multiples of 8; put the size back
+        out = torch.nn.functional.interpolate(out.permute(0, 3, 1, 2), size=(H, W), mode="bilinear",
+                                              align_corners=False).permute(0, 2, 3, 1)
+    return out.clamp(0, 1)
+
+
+def comfy_sampler_choices() -> tuple[list, list]:
+    """ComfyUI's sampler and scheduler names (a short default list outside ComfyUI)."""
+    if IN_COMFYUI:
+        try:
+            import comfy.samplers  # type: ignore
+
+            return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+        except Exception:
+            pass
+    return ["euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"], ["normal", "karras", "simple", "sgm_uniform"]
+# ------------------------------------------------------------------ end of the inpainting section
+
+
+def executing_node_id() -> Optional[str]:
+    """The id of the node ComfyUI is executing now (None outside ComfyUI)."""
+    if not IN_COMFYUI:
+        return None
+    try:
+        from comfy_execution.utils import get_executing_context  # type: ignore
+
+        ctx = get_executing_context()
+        if ctx is not None and ctx.node_id is not None:
+            return str(ctx.node_id)
+    except Exception:
+        pass
+    server = _prompt_server()
+    node = getattr(server, "last_node_id", None) if server is not None else None
+    return None if node is None else str(node)
+
+
+def register_routes(routes) -> bool:
+    """Add ``(method, path, handler)`` aiohttp routes to ComfyUI's server (reachable under ``/`` and
+    ``/api``). Returns False outside ComfyUI, where nothing is registered."""
+    server = _prompt_server()
+    if server is None:
+        return False
+    for method, path, handler in routes:
+        server.routes.route(method, path)(handler)
+    return True
+
+
+PROGRESS_EVENT = "remaster.progress"
+
+
+def ui_progress_listener(min_interval: float = 0.25) -> Callable[[dict], None]:
+    """A progress listener that sends ``remaster.progress`` websocket messages (frames done, total,
+    frames/s, seconds left) for the web UI, at most one per ``min_interval`` seconds per node."""
+    last: dict = {}
+
+    def listener(info: dict) -> None:
+        node = info.get("node") or executing_node_id()
+        if node is None:
+            return
+        now = time.perf_counter()
+        final = bool(info.get("closed")) or info.get("done") == info.get("total")
+        if not final and node in last and now - last[node] < min_interval:
+            return
+        last[node] = now
+        send_ui(PROGRESS_EVENT, {
+            "label": info.get("label", ""), "done": int(info.get("done", 0)), "total": int(info.get("total", 0)),
+            "fps": round(float(info.get("fps", 0.0)), 3), "eta": round(float(info.get("eta", 0.0)), 1),
+            "closed": bool(info.get("closed", False)),
+        }, node_id=str(node))
+
+    return listener
+
+
+if IN_COMFYUI:  # progress text in the nodes of the web UI
+    add_progress_listener(ui_progress_listener())

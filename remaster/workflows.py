@@ -31,7 +31,7 @@ def _is_widget(t: Any) -> bool:
 
 
 def _has_control(name: str, t: Any, opts: dict) -> bool:
-    return t == "INT" and (name in SEED_NAMES or bool(opts.get("control_after_generate")))
+    return t == "INT" and bool(opts.get("control_after_generate", name in SEED_NAMES))
 
 
 def _extra_value(name: str, t: Any, opts: dict):

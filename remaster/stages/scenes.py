@@ -32,6 +32,12 @@ def _hist(thumbs: torch.Tensor, bins: int = 8) -> torch.Tensor:
     return h / h.sum(1, keepdim=True)
 
 
+def _pair_score(t, h, prev_t, prev_h) -> float:
+    mad = float((t - prev_t).abs().mean())
+    hd = 0.5 * float((h - prev_h).abs().sum())
+    return 0.5 * hd + mad
+
+
 def frame_scores(chunks: Iterable) -> list[float]:
     """Per-frame change score against the previous frame (0 for frame 0)."""
     scores: list[float] = []
@@ -43,28 +49,62 @@ def frame_scores(chunks: Iterable) -> list[float]:
             if prev_t is None:
                 scores.append(0.0)
             else:
-                mad = float((t[i] - prev_t).abs().mean())
-                hd = 0.5 * float((h[i] - prev_h).abs().sum())
-                scores.append(0.5 * hd + mad)
+                scores.append(_pair_score(t[i], h[i], prev_t, prev_h))
             prev_t, prev_h = t[i], h[i]
     return scores
 
 
+class CutDetector:
+    """Incremental cut detection for stages that want cuts during their own single pass.
+
+    ``push(frames)`` scores each frame against the previous one (as :func:`frame_scores`) and
+    returns the indices of new cuts; ``push_score(s)`` applies the cut rule to one score. The rule
+    is the same as :func:`cuts_from_scores` (which uses this class).
+    """
+
+    def __init__(self, threshold: float = 0.25, ratio: float = 3.0, min_shot: int = 8, window: int = 24) -> None:
+        self.threshold, self.ratio, self.min_shot = threshold, ratio, min_shot
+        self.recent: deque = deque(maxlen=window)
+        self.index = 0
+        self.last = 0
+        self.cuts: list[int] = []
+        self._prev = None
+
+    def push_score(self, s: float) -> bool:
+        i = self.index
+        self.index += 1
+        if i > 0:
+            typical = sorted(self.recent)[len(self.recent) // 2] if self.recent else 0.0
+            if s > self.threshold and s > self.ratio * typical and i - self.last >= self.min_shot:
+                self.cuts.append(i)
+                self.last = i
+                self.recent.clear()
+                return True
+        self.recent.append(s)
+        return False
+
+    def push(self, frames: torch.Tensor) -> list[int]:
+        """Frames ``[n,H,W,3]`` (any size: a downscaled copy gives nearly the same scores)."""
+        t = _thumb(frames.float())
+        h = _hist(t)
+        new = []
+        for i in range(t.shape[0]):
+            if self._prev is None:
+                s = 0.0
+            else:
+                s = _pair_score(t[i], h[i], *self._prev)
+            self._prev = (t[i], h[i])
+            if self.push_score(s):
+                new.append(self.index - 1)
+        return new
+
+
 def cuts_from_scores(scores: list[float], threshold: float = 0.25, ratio: float = 3.0, min_shot: int = 8,
                      window: int = 24) -> list[int]:
-    cuts: list[int] = []
-    recent: deque = deque(maxlen=window)
-    last = 0
-    for i, s in enumerate(scores):
-        if i > 0:
-            typical = sorted(recent)[len(recent) // 2] if recent else 0.0
-            if s > threshold and s > ratio * typical and i - last >= min_shot:
-                cuts.append(i)
-                last = i
-                recent.clear()
-                continue
-        recent.append(s)
-    return cuts
+    det = CutDetector(threshold, ratio, min_shot, window)
+    for s in scores:
+        det.push_score(s)
+    return det.cuts
 
 
 def detect_scene_cuts(stream: FrameStream, threshold: float = 0.25, min_shot: int = 8) -> list[int]:
