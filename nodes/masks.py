@@ -87,7 +87,7 @@ class RemasterSAM2VideoMask:
                 "positive_points": ("STRING", {"default": "", "tooltip": "Points on the object, in pixels: 'x,y; x,y'."}),
                 "negative_points": ("STRING", {"default": "", "tooltip": "Points NOT on the object: 'x,y; x,y'."}),
                 "box": ("STRING", {"default": "", "tooltip": "Optional box around the object: 'x0,y0,x1,y1' in pixels."}),
-                "prompts_json": ("STRING", {"default": "", "multiline": True,
+                "prompts_json": ("STRING", {"default": "", "multiline": True, "remaster_editor": "sam2_prompts",
                                             "tooltip": 'More prompts as JSON: [{"frame": 0, "points": [[x, y, 1], [x, y, 0]], '
                                                        '"boxes": [[x0, y0, x1, y1]], "obj_id": 1}, ...]. Label 1 = object, 0 = not. '
                                                        "Several obj_id values give several objects (their union is the mask)."}),

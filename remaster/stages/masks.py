@@ -318,3 +318,23 @@ def sam2_mask(
             progress.close()
 
     return stream.derive("sam2_mask", params, producer, info.with_(has_mask=True))
+
+
+def preview_mask(frame: Any, prompts: list, model: str) -> torch.Tensor:
+    """A soft mask ``[H, W]`` for one frame (``[H, W, 3]`` 0..1) from that frame's prompt entries;
+    for the editor's mask preview. Errors in prompts or the model choice are ``ValueError``
+    (a missing file stays ``FileNotFoundError``)."""
+    import numpy as np
+
+    from ..stream import from_tensor
+
+    f = torch.as_tensor(np.asarray(frame, dtype=np.float32))
+    if f.ndim != 3 or f.shape[-1] != 3:
+        raise ValueError(f"preview frame must be [H, W, 3], got {tuple(f.shape)}")
+    rebased = [dict(p, frame=0) for p in prompts]
+    try:
+        return sam2_mask(from_tensor(f[None]), model, rebased).read().mask[0]
+    except registry.ModelError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(str(exc)) from exc

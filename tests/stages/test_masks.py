@@ -183,3 +183,17 @@ def test_sam2_weights_not_matching_config_are_refused(tiny):
     save_file(sd, str(tiny / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(registry.ModelError, match="do not match"):
         masks.sam2_mask(from_tensor(_frames(1)), str(tiny), [{"frame": 0, "points": [[1, 1]]}]).read()
+
+
+def test_preview_mask_for_the_editor(tiny):
+    frames = _frames(3)
+    p = [{"frame": 2, "points": [[40, 24, 1]], "obj_id": 1}]
+    m = masks.preview_mask(frames[2].numpy(), p, "sam2-tiny-random/model.safetensors")
+    assert m.shape == (48, 80)
+    # the same as the stream stage on that frame
+    want = masks.sam2_mask(from_tensor(frames[2:]), str(tiny), [dict(p[0], frame=0)]).read().mask[0]
+    assert torch.allclose(m, want)
+    with pytest.raises(ValueError, match="outside"):
+        masks.preview_mask(frames[2], [{"frame": 2, "points": [[400, 24, 1]]}], str(tiny))
+    with pytest.raises(FileNotFoundError):
+        masks.preview_mask(frames[2], p, "missing/model.safetensors")
