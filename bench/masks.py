@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,13 @@ def main() -> None:
     args = ap.parse_args()
     clip = Path(args.shared) / "clips" / "juggle_720p24.mp4"
     models = Path(tempfile.mkdtemp(prefix="remaster_bench_"))
+    try:
+        run(args, clip, models)
+    finally:
+        shutil.rmtree(models, ignore_errors=True)
+
+
+def run(args, clip: Path, models: Path) -> None:
     host.set_dirs(models_dir=str(models))
     (models / "matting").mkdir(parents=True)
     (models / "matting" / "rvm_mobilenetv3.pth").symlink_to(Path(args.shared) / "models/matting/rvm_mobilenetv3.pth")
