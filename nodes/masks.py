@@ -195,7 +195,7 @@ class RemasterMaskAdjust:
         if invert:
             s = mask_tools.invert_stream(s)
         if s is frames:
-            mask_tools._need_mask(frames, "Mask Adjust")
+            mask_tools.require_mask(frames, "Mask Adjust")
         return (s,)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..stream import Chunk, FrameStream, rebatch
-from .mask_tools import _need_mask, gaussian_blur
+from .mask_tools import require_mask, gaussian_blur
 
 FITS = ("cover", "contain", "stretch")
 SOURCES = ("color", "blur", "image", "stream")
@@ -220,7 +220,7 @@ def replace_background(
     keep_mask: bool = True,
 ) -> FrameStream:
     """Composite the stream over a new background using its mask as alpha."""
-    _need_mask(stream, "Replace background")
+    require_mask(stream, "Replace background")
     if source not in SOURCES:
         raise ValueError(f"unknown background source '{source}'; choose one of {', '.join(SOURCES)}")
     if fit_mode not in FITS:

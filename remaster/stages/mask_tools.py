@@ -17,7 +17,7 @@ from . import scenes
 COMBINE_MODES = ("union", "intersect", "subtract", "add", "multiply", "difference")
 
 
-def _need_mask(stream: FrameStream, what: str) -> None:
+def require_mask(stream: FrameStream, what: str) -> None:
     if not stream.info.has_mask:
         raise ValueError(
             f"{what}: the input stream has no mask. Put a masking node first (Video Matting, "
@@ -160,7 +160,7 @@ class TemporalSmoother:
 # stream wrappers
 # ---------------------------------------------------------------------------------------------
 def _map_mask(stream: FrameStream, name: str, params: dict, fn) -> FrameStream:
-    _need_mask(stream, name)
+    require_mask(stream, name)
 
     def make():
         def apply(chunk: Chunk) -> Chunk:
@@ -173,7 +173,7 @@ def _map_mask(stream: FrameStream, name: str, params: dict, fn) -> FrameStream:
 
 def smooth_stream(stream: FrameStream, strength: float = 0.6, tolerance: float = 0.3,
                   image_tolerance: float = 0.08, reset_at_cuts: bool = True) -> FrameStream:
-    _need_mask(stream, "Mask temporal smoothing")
+    require_mask(stream, "Mask temporal smoothing")
     TemporalSmoother(strength, tolerance, image_tolerance)  # validate now, not at pull time
     params = {"strength": strength, "tolerance": tolerance, "image_tolerance": image_tolerance,
               "reset_at_cuts": reset_at_cuts}
@@ -217,8 +217,8 @@ def refine_stream(stream: FrameStream, radius: int = 8, eps: float = 1e-3) -> Fr
 def combine_streams(a: FrameStream, b: FrameStream, mode: str = "union") -> FrameStream:
     """Frames of ``a`` with ``combine(mask_a, mask_b)``; ``b`` must have the same length and size
     (its frames are ignored)."""
-    _need_mask(a, "Combine masks (first input)")
-    _need_mask(b, "Combine masks (second input)")
+    require_mask(a, "Combine masks (first input)")
+    require_mask(b, "Combine masks (second input)")
     combine(torch.zeros(1), torch.zeros(1), mode)  # validate the mode now
     ia, ib = a.info, b.info
     if (ia.width, ia.height) != (ib.width, ib.height):
