@@ -278,7 +278,9 @@ class Upscaler:
             tile = self.tile_request
         else:
             side = int(math.sqrt(max(1, budget // bpp)))
-            cap = 2048 if self.device.type == "cuda" else 512
+            # CPU: tiles whose activations stay cache-sized win despite more overlap (measured on
+            # an AVX-512-BF16 EPYC: 192 px tiles took 25% less CPU time than 512 px on 640x360)
+            cap = 2048 if self.device.type == "cuda" else 192
             tile = max(self.MIN_TILE, min(side, cap))
         tile = min(tile, max(H, W))
         th, tw = min(tile, H), min(tile, W)
