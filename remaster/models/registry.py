@@ -49,6 +49,7 @@ class ModelEntry:
     licence: str
     arch: str = ""
     notes: str = ""
+    aliases: tuple = ()  # other names the same file is known by (e.g. inside a wheel), for `models link`
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -63,10 +64,11 @@ def _load(path: str) -> dict:
     out = {}
     for item in data["models"]:
         known = {k: item[k] for k in ("id", "task", "filename", "folder", "sha256", "size", "licence")}
-        extra = {k: v for k, v in item.items() if k not in known and k not in ("urls", "arch", "notes")}
+        extra = {k: v for k, v in item.items() if k not in known and k not in ("urls", "arch", "notes", "aliases")}
         out[item["id"]] = ModelEntry(
             urls=tuple(item.get("urls", ())),
             arch=item.get("arch", ""),
+            aliases=tuple(item.get("aliases", ())),
             notes=item.get("notes", ""),
             extra=extra,
             **known,
@@ -274,12 +276,14 @@ def unwrap_state_dict(sd: dict, keys: tuple = ("params_ema", "params", "state_di
 
 
 def link_existing(src_dir: Path, link: bool = True) -> list[tuple[str, Path]]:
-    """Place registry files found anywhere under ``src_dir`` (matched by file name, then size and
-    sha256) into their models folders, as symlinks (or copies). Returns (id, path) placed."""
+    """Place registry files found anywhere under ``src_dir`` (matched by file name or a known alias)
+    into their models folders under the registry's file name, as symlinks (or copies).
+    Returns (id, path) placed."""
     placed = []
     by_name: dict[str, list[ModelEntry]] = {}
     for e in entries().values():
-        by_name.setdefault(e.filename, []).append(e)
+        for name in (e.filename, *e.aliases):
+            by_name.setdefault(name, []).append(e)
     for p in sorted(Path(src_dir).rglob("*")):
         if not p.is_file() or p.name not in by_name:
             continue
