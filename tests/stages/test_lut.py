@@ -1,4 +1,5 @@
 """LUT grading: .cube reading, interpolation against colour-science, transfer curves, errors."""
+import sys
 import warnings
 
 import numpy as np
@@ -14,6 +15,12 @@ from remaster.stream import from_tensor
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import colour  # colour-science, the reference implementation
+
+# colour-science puts a MagicMock in sys.modules["matplotlib"] when matplotlib is absent, which
+# later breaks diffusers' import-time package probing in the same test process: take it out.
+for _name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+    if type(sys.modules[_name]).__name__.endswith("Mock"):
+        del sys.modules[_name]
 
 
 def _random_lut(n: int, seed: int = 0) -> np.ndarray:
