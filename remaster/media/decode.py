@@ -14,7 +14,9 @@ import bisect
 import logging
 import math
 import os
+import queue
 import sys
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -367,9 +369,58 @@ def open_video(
     fp = fingerprint_of("video", p.path, st.st_size, st.st_mtime_ns, params)
 
     def producer(_self: FrameStream, size: int) -> Iterator[Chunk]:
-        yield from _decode_chunks(p, plan, dec_size, rotation, keep_alpha, size)
+        yield from _prefetched(lambda: _decode_chunks(p, plan, dec_size, rotation, keep_alpha, size))
 
     return FrameStream(info, producer, fp, label=f"load:{os.path.basename(path)}")
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
+    """Run a chunk generator in a background thread, at most ``depth`` chunks ahead. PyAV decodes
+    and converts without holding the GIL, so decoding overlaps with whatever the consumer (the
+    stages, the encoder) does with the previous chunk. Stopping early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        gen = make()
+        try:
+            for chunk in gen:
+                if not put(chunk):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Failed(exc))
+        finally:
+            gen.close()
+
+    thread = threading.Thread(target=work, name="remaster-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bool, size: int) -> Iterator[Chunk]:

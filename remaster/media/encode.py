@@ -208,10 +208,20 @@ class AudioPump:
 # video
 # ---------------------------------------------------------------------------------------------
 def _quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
+    """0..1 float frames to integers with rounding and clipping. 8 bits go through OpenCV's
+    saturating SIMD conversion (twice as fast as the same in torch on this CPU)."""
     maxv = (1 << bits) - 1
-    x = frames.mul(maxv).add_(0.5).clamp_(0, maxv)  # +0.5 then truncation = rounding
     if bits <= 8:
-        return x.to(torch.uint8).numpy()
+        import cv2
+
+        a = frames.detach().cpu().float().contiguous().numpy()
+        n, h = a.shape[0], a.shape[1]
+        out = np.empty(a.shape, np.uint8)
+        for i in range(n):
+            flat = a[i].reshape(h, -1)
+            cv2.convertScaleAbs(cv2.max(flat, 0.0), dst=out[i].reshape(h, -1), alpha=255.0)
+        return out
+    x = frames.mul(maxv).add_(0.5).clamp_(0, maxv)  # +0.5 then truncation = rounding
     return x.to(torch.int32).numpy().astype(np.uint16)
 
 
