@@ -202,28 +202,24 @@ def safe_target(folder_dir: Path, filename: str) -> Path:
     return target
 
 
-def download(
-    model_id: str,
-    opener: Callable = urllib.request.urlopen,
-    progress: Optional[Callable[[int, int], None]] = None,
-) -> Path:
-    """Fetch a registry model into its folder: resumable (``.part`` file), verified, renamed when
-    complete. Tries each URL (main, then mirrors)."""
-    e = entry(model_id)
-    folder_dir = host.model_dirs(e.folder)[0]
-    target = safe_target(folder_dir, e.filename)
-    if target.is_file() and (not e.sha256 or hash_matches(target, e)):
-        return target
+def _fetch(urls, target: Path, sha256: str, opener: Callable, progress, label: str) -> Path:
+    """Download ``target`` from the first URL that works: resumable ``.part`` file, optional
+    sha256 check, renamed only when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     errors = []
-    for url in e.urls:
+    for url in urls:
         try:
             have = part.stat().st_size if part.exists() else 0
             req = urllib.request.Request(url, headers={"User-Agent": "ComfyUI-Remaster"})
             if have:
                 req.add_header("Range", f"bytes={have}-")
             with opener(req) as resp:
+                ctype = ""
+                if getattr(resp, "headers", None) is not None:
+                    ctype = str(resp.headers.get("Content-Type", ""))
+                if ctype.startswith("text/html"):
+                    raise ModelError("the link answers with a web page, not the file: download it by hand")
                 status = getattr(resp, "status", 200)
                 mode = "ab" if have and status == 206 else "wb"
                 if mode == "wb":
@@ -236,15 +232,34 @@ def download(
                         f.write(b)
                         have += len(b)
                         if progress:
-                            progress(have, e.size)
-            if e.sha256 and sha256_of(part) != e.sha256.lower():
+                            progress(have, 0)
+            if sha256 and sha256_of(part) != sha256.lower():
                 part.unlink(missing_ok=True)
                 raise ModelError(f"sha256 of the download from {url} does not match models.json")
             os.replace(part, target)
             return target
         except Exception as exc:  # try the next mirror
             errors.append(f"{url}: {exc}")
-    raise ModelError(f"could not download '{model_id}':\n  " + "\n  ".join(errors))
+    raise ModelError(f"could not download '{label}':\n  " + "\n  ".join(errors))
+
+
+def download(
+    model_id: str,
+    opener: Callable = urllib.request.urlopen,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Path:
+    """Fetch a registry model (and the companion files it lists, e.g. a config.json) into its
+    folder: resumable, verified, renamed when complete. Tries each URL (main, then mirrors)."""
+    e = entry(model_id)
+    folder_dir = host.model_dirs(e.folder)[0]
+    target = safe_target(folder_dir, e.filename)
+    for extra in e.extra.get("extra_files", []):
+        extra_target = safe_target(folder_dir, extra["filename"])
+        if not extra_target.is_file():
+            _fetch(extra.get("urls", []), extra_target, extra.get("sha256", ""), opener, None, extra["filename"])
+    if target.is_file() and (not e.sha256 or hash_matches(target, e)):
+        return target
+    return _fetch(e.urls, target, e.sha256, opener, progress and (lambda have, _t: progress(have, e.size)), model_id)
 
 
 def load_state_dict(path: Path | str) -> dict:

@@ -99,3 +99,31 @@ def test_shipped_registry_is_well_formed():
         assert e.urls and all(u.startswith("https://") for u in e.urls), e.id
         assert e.licence, e.id
         assert e.sha256 == "" or len(e.sha256) == 64, e.id
+
+
+def test_download_fetches_companion_files_and_refuses_web_pages(tmp_path, monkeypatch):
+    payload = b"tensor bytes"
+    data = {"models": [{
+        "id": "folder-model", "task": "test", "filename": "repo/model.safetensors", "folder": "sam2",
+        "urls": ["https://a.invalid/model.safetensors"], "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload), "licence": "MIT",
+        "extra_files": [{"filename": "repo/config.json", "urls": ["https://a.invalid/config.json"]}]},
+        {"id": "drive", "task": "test", "filename": "d.ckpt", "folder": "matting",
+         "urls": ["https://drive.invalid/folder"], "sha256": "", "size": 0, "licence": "MIT"}]}
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+
+    def opener(req):
+        return FakeResponse(b'{"model_type": "x"}' if req.full_url.endswith("config.json") else payload)
+
+    p = registry.download("folder-model", opener=opener)
+    assert p.read_bytes() == payload
+    assert (p.parent / "config.json").read_text() == '{"model_type": "x"}'
+
+    class Page(FakeResponse):
+        headers = {"Content-Type": "text/html; charset=utf-8"}
+
+    with pytest.raises(registry.ModelError, match="web page"):
+        registry.download("drive", opener=lambda req: Page(b"<html>"))
+    assert not (host.model_dirs("matting")[0] / "d.ckpt").exists()
