@@ -2,7 +2,7 @@
 shirt recoloured red by a stand-in edit function through the whole keyframe pipeline:
 Keyframes → Inpaint Keyframes (CallableInpaint) → Select → Propagate).
 
-    python bench/inpaint_contact_sheet.py [--out docs/img/inpaint_juggle_shirt.png]
+    python scripts/inpaint_contact_sheet.py [--out docs/img/inpaint_juggle_shirt.png]
 
 The shirt mask is a stand-in too (a colour key for the grey-blue shirt, largest blob, per frame),
 so the sheet runs without segmentation weights. Also prints the keyframes and the run time.

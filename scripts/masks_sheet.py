@@ -1,6 +1,6 @@
 """Contact sheet for docs/masks.md: real clips, their RVM matte, and the new background.
 
-    REMASTER_MODELS_DIR=... python bench/masks_sheet.py [--shared ../shared] [--out docs/img/masks_background.png]
+    REMASTER_MODELS_DIR=... python scripts/masks_sheet.py [--shared ../shared] [--out docs/img/masks_background.png]
 
 Rows: talking head over its own blurred, darkened background (the shipped workflow's settings);
 full-body shot over a solid colour; the juggler over another clip (looped, cover fit).

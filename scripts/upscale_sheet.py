@@ -5,7 +5,7 @@ realesr-general-x4v3 x4 | RealESRGAN_x4plus x4 (ours, bf16 where the CPU has it)
 docs/img/face_detect_sheet.png: talking-head frames with the detected box and 5 landmarks
 (RetinaFace and YuNet) and the 512x512 aligned crop that the face restorer receives.
 
-    python bench/upscale_sheet.py
+    python scripts/upscale_sheet.py
 """
 from __future__ import annotations
 
