@@ -31,11 +31,17 @@ class RemasterVideoMatting:
                                               "tooltip": "Size at which the network looks at the frame (the edges are refined at full size). "
                                                          "0 = automatic (longer side ~640 px). Lower for close-ups, higher for small people in wide shots."}),
                 "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Forget the previous shot at scene cuts (detected if none are attached)."}),
+                "stabilize": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 0.95, "step": 0.05,
+                                        "tooltip": "Temporal smoothing of the matte (as Mask Temporal Smooth): steadies the "
+                                                   "fringe at still edges without trailing moving ones. 0 = raw network output."}),
             },
         }
 
-    def run(self, frames, model, downsample_ratio=0.0, reset_at_cuts=True):
-        return (matting.rvm_matte(frames, model, downsample_ratio=downsample_ratio, reset_at_cuts=reset_at_cuts),)
+    def run(self, frames, model, downsample_ratio=0.0, reset_at_cuts=True, stabilize=0.8):
+        out = matting.rvm_matte(frames, model, downsample_ratio=downsample_ratio, reset_at_cuts=reset_at_cuts)
+        if stabilize > 0:
+            out = mask_tools.smooth_stream(out, strength=stabilize, reset_at_cuts=reset_at_cuts)
+        return (out,)
 
 
 class RemasterPortraitMatting:

@@ -209,6 +209,9 @@ class FrameStream:
         self.fingerprint = fingerprint
         self.upstream = upstream
         self.label = label
+        # the stream whose frames (not masks) this one passes on unchanged: frame analyses such
+        # as scene cuts are done once there and shared by every mask-only stage after it
+        self.frames_source: "FrameStream" = self
 
     # ---- iteration ---------------------------------------------------------------------------
     @property
@@ -270,10 +273,15 @@ class FrameStream:
         params: dict,
         producer: Producer,
         info: Optional[StreamInfo] = None,
+        frames_unchanged: bool = False,
     ) -> "FrameStream":
-        """A new stream whose chunks come from ``producer(self, chunk_size)``."""
+        """A new stream whose chunks come from ``producer(self, chunk_size)``.
+        ``frames_unchanged``: the stage changes only masks/metadata, never frames or their count."""
         fp = fingerprint_of(self.fingerprint, name, params)
-        return FrameStream(info or self.info, producer, fp, upstream=self, label=name)
+        out = FrameStream(info or self.info, producer, fp, upstream=self, label=name)
+        if frames_unchanged:
+            out.frames_source = self.frames_source
+        return out
 
     def map(
         self,
@@ -281,6 +289,7 @@ class FrameStream:
         params: dict,
         make_fn: Callable[[], Callable[[Chunk], Chunk]],
         info: Optional[StreamInfo] = None,
+        frames_unchanged: bool = False,
     ) -> "FrameStream":
         """A new stream applying ``make_fn()`` (a fresh, possibly stateful callable per pass)
         to every chunk. The callable must return a chunk with the same start and length."""
@@ -293,13 +302,16 @@ class FrameStream:
                     raise RuntimeError(f"stage '{name}' changed the frame count of a chunk")
                 yield out
 
-        return self.derive(name, params, producer, info)
+        return self.derive(name, params, producer, info, frames_unchanged)
 
     def with_info(self, **changes: Any) -> "FrameStream":
         """Same frames, different metadata (fingerprint includes the change)."""
         info = self.info.with_(**changes)
         params = {k: v for k, v in changes.items()}
-        return self.derive("with_info", params, lambda up, n: up.chunks(n), info)
+        out = self.derive("with_info", params, lambda up, n: up.chunks(n), info)
+        if "fps" not in changes and "frame_count" not in changes:
+            out.frames_source = self.frames_source
+        return out
 
     def rechunked(self, chunk_size: int) -> "FrameStream":
         return FrameStream(

@@ -168,7 +168,7 @@ def _map_mask(stream: FrameStream, name: str, params: dict, fn) -> FrameStream:
 
         return apply
 
-    return stream.map(name, params, make)
+    return stream.map(name, params, make, frames_unchanged=True)
 
 
 def smooth_stream(stream: FrameStream, strength: float = 0.6, tolerance: float = 0.3,
@@ -189,7 +189,7 @@ def smooth_stream(stream: FrameStream, strength: float = 0.6, tolerance: float =
                 out[i] = sm.step(chunk.frames[i], chunk.mask[i].float())
             yield chunk.with_(mask=out)
 
-    return stream.derive("mask_smooth", params, producer)
+    return stream.derive("mask_smooth", params, producer, frames_unchanged=True)
 
 
 def grow_stream(stream: FrameStream, pixels: int) -> FrameStream:

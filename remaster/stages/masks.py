@@ -319,7 +319,7 @@ def sam2_mask(
         finally:
             progress.close()
 
-    return stream.derive("sam2_mask", params, producer, info.with_(has_mask=True))
+    return stream.derive("sam2_mask", params, producer, info.with_(has_mask=True), frames_unchanged=True)
 
 
 def preview_mask(frame: Any, prompts: list, model: str) -> torch.Tensor:

@@ -116,7 +116,7 @@ def rvm_matte(
         finally:
             progress.close()
 
-    return stream.derive("rvm_matte", params, producer, info.with_(has_mask=True))
+    return stream.derive("rvm_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,4 +169,4 @@ def modnet_matte(stream: FrameStream, model: str = "modnet_photographic_portrait
         finally:
             progress.close()
 
-    return stream.derive("modnet_matte", params, producer, info.with_(has_mask=True))
+    return stream.derive("modnet_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True)

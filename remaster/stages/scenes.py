@@ -108,7 +108,9 @@ def cuts_from_scores(scores: list[float], threshold: float = 0.25, ratio: float 
 
 
 def detect_scene_cuts(stream: FrameStream, threshold: float = 0.25, min_shot: int = 8) -> list[int]:
-    """Frame indices where a new shot starts (never 0). Memoised per stream fingerprint."""
+    """Frame indices where a new shot starts (never 0). Memoised per stream fingerprint; mask-only
+    stages share the analysis of the stream whose frames they pass on."""
+    stream = getattr(stream, "frames_source", stream)
     key = (stream.fingerprint, round(threshold, 4), min_shot)
     if key not in _cache:
         _cache[key] = cuts_from_scores(frame_scores(stream.chunks()), threshold=threshold, min_shot=min_shot)

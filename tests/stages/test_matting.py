@@ -11,7 +11,7 @@ from conftest import clip, shared_model
 from remaster import host
 from remaster.media.decode import open_video
 from remaster.models import modnet, registry, rvm
-from remaster.stages import matting
+from remaster.stages import mask_tools, matting
 from remaster.stream import from_tensor
 
 RVM_FILE = "matting/rvm_mobilenetv3.pth"
@@ -80,13 +80,15 @@ def test_rvm_real_weights_person_inside_matte_and_stable(name, strict):
     rec_flicker = _still_background_flicker(frames, alpha, union)
     pf_flicker = _still_background_flicker(frames, per_frame, union)
     print(f"{name}: still-background flicker recurrent {rec_flicker:.3g} per-frame {pf_flicker:.3g}")
-    if strict:  # textured background (grass, trees): the memory removes flicker
+    if strict:  # textured background (grass, trees): the memory alone removes flicker
         assert rec_flicker < pf_flicker, (rec_flicker, pf_flicker)
     else:
-        # plain studio wall: the far background is exactly 0 for both; what flickers is the thin
-        # fringe at the moving silhouette, where the recurrent model is not steadier (see
-        # docs/masks.md). Only require it to stay small.
-        assert rec_flicker < 2e-3, (rec_flicker, pf_flicker)
+        # plain studio wall: what flickers is the thin fringe at the moving silhouette, where the
+        # raw recurrent output is not steadier; the node's default stabilisation (temporal mask
+        # smoothing on top of the memory) is.
+        steady = mask_tools.smooth_stream(out, strength=0.8).read(0, n).mask
+        u2 = torch.maximum(steady, per_frame)
+        assert _still_background_flicker(frames, steady, u2) < _still_background_flicker(frames, per_frame, u2)
         return
 
     # the recurrent state is carried across chunks (chunks of 5 give the chunk-of-all matte) and
