@@ -256,3 +256,47 @@ def test_node_inputs_have_tooltips_and_category():
         for section in ("required", "optional"):
             for name, spec in types.get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{key}.{name} has no tooltip"
+
+
+def test_comfy_backend_calls_comfyui_nodes(monkeypatch):
+    """The ComfyUI back-end (host.comfy_inpaint) against a stand-in for ComfyUI's ``nodes`` module:
+    one KSampler call per candidate with seeds seed, seed+1, ..., denoise = strength, the noise mask
+    asked for, and results put back to the crop's size (ComfyUI crops to multiples of 8). Checked in
+    a real ComfyUI too (random-weight 9-channel SD1.5 inpainting checkpoint, whole workflow)."""
+    import types
+
+    calls = {"encode": [], "sample": []}
+
+    class CLIPTextEncode:
+        def encode(self, clip, text):
+            calls["encode"].append(text)
+            return ([[torch.zeros(1, 77, 8), {}]],)
+
+    class InpaintModelConditioning:
+        def encode(self, positive, negative, pixels, vae, mask, noise_mask=True):
+            calls["noise_mask"] = noise_mask
+            h, w = pixels.shape[1] // 8 * 8, pixels.shape[2] // 8 * 8
+            return positive, negative, {"samples": torch.zeros(1, 4, h // 8, w // 8)}
+
+    def common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, pos, neg, latent, denoise=1.0):
+        calls["sample"].append((seed, steps, cfg, sampler_name, scheduler, denoise))
+        return ({"samples": latent["samples"] + seed},)
+
+    class VAE:
+        def decode(self, s):
+            b, _, h, w = s.shape
+            return torch.full((b, h * 8, w * 8, 3), float(s[0, 0, 0, 0]) / 10.0)
+
+    fake = types.SimpleNamespace(CLIPTextEncode=CLIPTextEncode, InpaintModelConditioning=InpaintModelConditioning,
+                                 common_ksampler=common_ksampler)
+    monkeypatch.setitem(sys.modules, "nodes", fake)
+    monkeypatch.setattr(host, "IN_COMFYUI", True)
+    image, mask = torch.rand(1, 37, 52, 3), torch.zeros(1, 37, 52)
+    backend = inp.ComfyInpaint(object(), object(), VAE(), "dpmpp_2m", "karras")
+    out = backend.generate(image, mask, prompt="a red shirt", negative="", strength=0.4, seed=3, steps=5,
+                           guidance=6.0, count=3)
+    assert out.shape == (3, 37, 52, 3)
+    assert calls["encode"] == ["a red shirt", ""] and calls["noise_mask"] is True
+    assert calls["sample"] == [(s, 5, 6.0, "dpmpp_2m", "karras", 0.4) for s in (3, 4, 5)]
+    assert torch.allclose(out[:, 0, 0, 0], torch.tensor([0.3, 0.4, 0.5]))
+    assert backend.describe() == {"backend": "comfyui", "sampler": "dpmpp_2m", "scheduler": "karras"}
