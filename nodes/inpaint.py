@@ -141,6 +141,12 @@ class RemasterInpaintKeyframes:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, diffusers_model):
+        # checked when it is used: a saved workflow that samples with ComfyUI's MODEL/CLIP/VAE must
+        # not fail validation because its diffusers folder is missing on this machine
+        return True
+
     def inpaint(self, frames, keyframes, diffusers_model, prompt="", negative="", candidates=4, strength=0.3, seed=0,
                 steps=20, guidance=7.5, resolution=512, context=0.25, feather=8, model=None, clip=None, vae=None,
                 sampler="euler", scheduler="normal"):
