@@ -20,3 +20,11 @@ def model_input(folder: str, tooltip: str, task: str | None = None) -> tuple:
 
     names = registry.choices(folder, task) or ["(no models found)"]
     return (names, {"tooltip": tooltip})
+
+
+class StreamStage:
+    """Base of the nodes that take a frame stream and return a new one through ``run``."""
+
+    FUNCTION = "run"
+    RETURN_TYPES = (FRAMES,)
+    RETURN_NAMES = ("frames",)

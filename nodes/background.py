@@ -4,7 +4,7 @@ from __future__ import annotations
 from remaster import host
 from remaster.stages import background as bg_stage
 
-from ._common import FRAMES, category, frames_input
+from ._common import FRAMES, StreamStage, category, frames_input
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -16,7 +16,7 @@ def _input_images() -> list[str]:
     return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-class RemasterReplaceBackground:
+class RemasterReplaceBackground(StreamStage):
     DESCRIPTION = (
         "Put the person (the stream's mask, e.g. from Video Matting) in front of a new background: a "
         "colour, a blurred/darkened copy of the original, an image, or another video (looped or held "
@@ -25,9 +25,6 @@ class RemasterReplaceBackground:
         "Where the mask is 1 the original pixels are kept exactly."
     )
     CATEGORY = category("Masks")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -7,12 +7,12 @@ from remaster.stages import deflicker as deflicker_stage
 from remaster.stages import film as film_stage
 from remaster.stages import lut as lut_stage
 
-from ._common import FRAMES, category, frames_input
+from ._common import FRAMES, StreamStage, category, frames_input
 
 _STRENGTH = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}
 
 
-class RemasterAutoColour:
+class RemasterAutoColour(StreamStage):
     DESCRIPTION = (
         "Automatic light and colour per shot: white balance (grey world, white patch or a picked "
         "neutral region), auto levels by percentiles, exposure/gamma toward a mid-grey target, local "
@@ -22,9 +22,6 @@ class RemasterAutoColour:
         "background can be corrected separately."
     )
     CATEGORY = category("Colour")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -86,7 +83,7 @@ class RemasterAutoColour:
         return (colour_stage.auto_colour(frames, s),)
 
 
-class RemasterApplyLUT:
+class RemasterApplyLUT(StreamStage):
     DESCRIPTION = (
         "Grade with a .cube LUT (1D, 3D up to 65 points, or a 1D shaper + 3D) using tetrahedral or "
         "trilinear interpolation, on the GPU when there is one. LUTs come from the 'luts' models "
@@ -94,9 +91,6 @@ class RemasterApplyLUT:
         "frames' display sRGB/Rec.709 values; choose linear or a log curve for LUTs made for those."
     )
     CATEGORY = category("Colour")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -123,7 +117,7 @@ class RemasterApplyLUT:
         return (lut_stage.lut_stream(frames, lut, interpolation, strength, lut_input, lut_output),)
 
 
-class RemasterDeflicker:
+class RemasterDeflicker(StreamStage):
     DESCRIPTION = (
         "Steady brightness and colour over time, for flickering footage or a per-frame enhancer's "
         "output. Each frame gets one gain per channel that brings it onto a smoothed curve of the "
@@ -131,9 +125,6 @@ class RemasterDeflicker:
         "removed. Nothing is blended between frames, so motion does not smear. Resets at scene cuts."
     )
     CATEGORY = category("Colour")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -156,16 +147,13 @@ class RemasterDeflicker:
         return (deflicker_stage.deflicker(frames, window_seconds, mode, strength, max_gain),)
 
 
-class RemasterFilmLook:
+class RemasterFilmLook(StreamStage):
     DESCRIPTION = (
         "Finishing touches: a temporal median (motion-guarded, scene-cut aware) for leftover flicker "
         "and noise, a faint overlay of the original footage, and film grain whose strength follows "
         "brightness. Grain is seeded per frame, so re-renders are identical."
     )
     CATEGORY = category("Colour")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):

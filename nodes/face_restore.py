@@ -4,10 +4,10 @@ from __future__ import annotations
 from remaster.stages import face_restore as stage
 from remaster.stages.upscale import PRECISIONS
 
-from ._common import FRAMES, category, frames_input, model_input
+from ._common import FRAMES, StreamStage, category, frames_input, model_input
 
 
-class RemasterFaceRestore:
+class RemasterFaceRestore(StreamStage):
     DESCRIPTION = (
         "Restores every face in the video: finds faces (RetinaFace or YuNet), aligns each to the "
         "512x512 face template, restores it with GFPGAN v1.3/v1.4 or CodeFormer, and pastes it "
@@ -16,9 +16,6 @@ class RemasterFaceRestore:
         "everything outside the faces stay untouched. Works before or after upscaling."
     )
     CATEGORY = category("Enhance")
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):

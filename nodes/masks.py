@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from remaster.stages import mask_tools, masks, matting
 
-from ._common import FRAMES, category, frames_input, model_input
+from ._common import FRAMES, StreamStage, category, frames_input, model_input
 
 GROUP = category("Masks")
 
 
-class RemasterVideoMatting:
+class RemasterVideoMatting(StreamStage):
     DESCRIPTION = (
         "Cut the person out of every frame with RobustVideoMatting, a recurrent network that remembers "
         "the previous frames, so the matte is steady and hair and edges stay soft. The alpha becomes the "
         "stream's mask (frames are unchanged); the memory is reset at scene cuts."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -44,16 +41,13 @@ class RemasterVideoMatting:
         return (out,)
 
 
-class RemasterPortraitMatting:
+class RemasterPortraitMatting(StreamStage):
     DESCRIPTION = (
         "Portrait matte with MODNet, frame by frame: fast, good for head-and-shoulders shots. The alpha "
         "becomes the stream's mask. Frames of any aspect ratio are scaled to the reference size (sides "
         "multiples of 32) and the matte scaled back. Add Mask Temporal Smooth after it against flicker."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -70,7 +64,7 @@ class RemasterPortraitMatting:
         return (matting.modnet_matte(frames, model, ref_size=ref_size),)
 
 
-class RemasterSAM2VideoMask:
+class RemasterSAM2VideoMask(StreamStage):
     DESCRIPTION = (
         "Mask any object (a person, a pet, a car) with SAM2: click points or draw a box on one frame and "
         "SAM2 follows it through the video. Prompts come from the widgets (one object) and/or from JSON "
@@ -78,9 +72,6 @@ class RemasterSAM2VideoMask:
         "Memory stays bounded for videos of any length."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -138,15 +129,12 @@ def widget_prompt(frame: int, positive: str, negative: str, box: str) -> list[di
     return [{"frame": int(frame), "points": points, "boxes": boxes, "obj_id": 1}]
 
 
-class RemasterMaskSmooth:
+class RemasterMaskSmooth(StreamStage):
     DESCRIPTION = (
         "Steady a flickering mask over time without letting it trail behind motion: small changes are "
         "averaged, large ones (a moving edge) are taken at once. A still mask passes unchanged."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -165,15 +153,12 @@ class RemasterMaskSmooth:
         return (mask_tools.smooth_stream(frames, strength, tolerance, reset_at_cuts=reset_at_cuts),)
 
 
-class RemasterMaskAdjust:
+class RemasterMaskAdjust(StreamStage):
     DESCRIPTION = (
         "Shape the stream's mask: threshold (hard or a soft ramp), grow or shrink by pixels, feather "
         "the edge, invert. Applied in that order; each step at its default does nothing."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -205,15 +190,12 @@ class RemasterMaskAdjust:
         return (s,)
 
 
-class RemasterMaskRefine:
+class RemasterMaskRefine(StreamStage):
     DESCRIPTION = (
         "Snap the mask's edges to the picture with a guided filter: soft, blocky or slightly misplaced "
         "edges follow the real outline (hair, shoulders) of the frame."
     )
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -230,12 +212,9 @@ class RemasterMaskRefine:
         return (mask_tools.refine_stream(frames, radius, eps),)
 
 
-class RemasterMaskCombine:
+class RemasterMaskCombine(StreamStage):
     DESCRIPTION = "Combine the masks of two streams of the same size and length; the frames of the first are kept."
     CATEGORY = GROUP
-    FUNCTION = "run"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
