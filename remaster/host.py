@@ -357,46 +357,16 @@ def send_ui(event: str, data: dict, node_id: Optional[str] = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# ComfyUI sampling for the inpainting stage (remaster/stages/inpaint.py, ComfyInpaint back-end).
-# Runs only inside ComfyUI: this is the one module allowed to import ComfyUI's modules.
+# ComfyUI's own node classes, for back-ends that sample with ComfyUI's models
 # ---------------------------------------------------------------------------------------------
-def comfy_inpaint(model, clip, vae, image: torch.Tensor, mask: torch.Tensor, *, prompt: str, negative: str,
-                  strength: float, seed: int, steps: int, cfg: float, count: int,
-                  sampler_name: str = "euler", scheduler: str = "normal") -> torch.Tensor:
-    """Inpaint ``image`` ``[1,H,W,3]`` inside ``mask`` ``[1,H,W]`` with ComfyUI's MODEL/CLIP/VAE at
-    denoise ``strength``: ``count`` results ``[count,H,W,3]`` (seeds ``seed``, ``seed+1``, ...).
-
-    Uses ComfyUI's own nodes: CLIPTextEncode, InpaintModelConditioning (which works for inpainting
-    and ordinary checkpoints, keeping the unmasked latent through the noise mask) and KSampler.
-    """
+def comfy_nodes():
+    """ComfyUI's ``nodes`` module (CLIPTextEncode, KSampler, ...); only inside ComfyUI."""
     if not IN_COMFYUI:
         raise RuntimeError("the ComfyUI inpainting back-end runs only inside ComfyUI; outside it use the "
                            "diffusers back-end (a diffusers model folder in models/diffusers)")
-    import inspect
+    import nodes as comfy_nodes_module  # type: ignore
 
-    import nodes as comfy_nodes  # type: ignore
-
-    encode = comfy_nodes.CLIPTextEncode()
-    pos = encode.encode(clip, prompt)[0]
-    neg = encode.encode(clip, negative or "")[0]
-    cond = comfy_nodes.InpaintModelConditioning()
-    kwargs = {"noise_mask": True} if "noise_mask" in inspect.signature(cond.encode).parameters else {}
-    pos, neg, latent = cond.encode(pos, neg, image.float().cpu(), vae, mask.float().cpu(), **kwargs)
-    outs = []
-    for j in range(int(count)):
-        check_interrupt()
-        sampled = comfy_nodes.common_ksampler(model, int(seed) + j, int(steps), float(cfg), sampler_name, scheduler,
-                                              pos, neg, latent, denoise=float(strength))[0]
-        img = vae.decode(sampled["samples"])
-        if img.ndim == 5:  # some VAEs return [b,t,H,W,3]
-            img = img.reshape(-1, *img.shape[-3:])
-        outs.append(img[:1].float().cpu())
-    out = torch.cat(outs)
-    H, W = image.shape[1:3]
-    if tuple(out.shape[1:3]) != (H, W):  # ComfyUI crops to multiples of 8; put the size back
-        out = torch.nn.functional.interpolate(out.permute(0, 3, 1, 2), size=(H, W), mode="bilinear",
-                                              align_corners=False).permute(0, 2, 3, 1)
-    return out.clamp(0, 1)
+    return comfy_nodes_module
 
 
 def comfy_sampler_choices() -> tuple[list, list]:
@@ -409,7 +379,6 @@ def comfy_sampler_choices() -> tuple[list, list]:
         except Exception:
             pass
     return ["euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"], ["normal", "karras", "simple", "sgm_uniform"]
-# ------------------------------------------------------------------ end of the inpainting section
 
 
 def executing_node_id() -> Optional[str]:
