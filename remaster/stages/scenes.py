@@ -127,6 +127,19 @@ def detect_scene_cuts(stream: FrameStream, threshold: float = 0.25, min_shot: in
     return list(_cache[key])
 
 
+def is_known(stream: FrameStream, threshold: float = 0.25, min_shot: int = 8) -> bool:
+    """True when the cuts of ``stream`` are attached or already found (no pass needed)."""
+    stream = getattr(stream, "_stream", stream)
+    src = getattr(stream, "cuts_source", stream)
+    return (stream.info.scene_cuts is not None or getattr(src, "cut_provider", None) is not None
+            or (src.fingerprint, round(threshold, 4), min_shot) in _cache)
+
+
+def remember(src: FrameStream, cuts: list, threshold: float = 0.25, min_shot: int = 8) -> None:
+    """Record cuts that a stage found on ``src`` while reading it anyway (saves the extra pass)."""
+    _cache[(src.fingerprint, round(threshold, 4), min_shot)] = [int(c) for c in cuts]
+
+
 def _analyse(src: FrameStream, threshold: float, min_shot: int) -> list[int]:
     progress = host.Progress(src.info.frame_count, "Scene cuts")
     det = CutDetector(threshold, 3.0, min_shot)
