@@ -153,7 +153,13 @@ def run(prompt: dict, mappings: dict, on_node: Optional[callable] = None) -> dic
                     raise WorkflowError(str(ok), nid, ct, title)
             if on_node:
                 on_node(nid, ct, title)
-            out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            from . import host
+
+            host.set_executing_node(nid)  # lazy stages built now remember their node (progress)
+            try:
+                out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            finally:
+                host.set_executing_node(None)
         except WorkflowError:
             raise
         except Exception as exc:
