@@ -45,6 +45,7 @@ __all__ = [
     "FRAMEWISE",
     "default_chunk_size",
     "source_span",
+    "keep_shared",
     "fingerprint_of",
     "from_tensor",
 ]
@@ -121,6 +122,7 @@ class FrameStream:
         self.replayable = (upstream is None) if replayable is None else bool(replayable)
         # the ComfyUI node that built this stage: its progress bar follows this stage's work
         self.node_id: Optional[str] = _host().executing_node_id()
+        self._keep = self._keeping = False
 
     # ---- iteration ---------------------------------------------------------------------------
     @property
@@ -144,6 +146,9 @@ class FrameStream:
         a = max(0, int(start))
         b = n if stop is None else max(a, min(int(stop), n))
         full = a == 0 and b >= n
+        if full and self._keep and not self._keeping:
+            yield from self._kept(size)
+            return
         if self.upstream is None:
             if full or self._seek is None:
                 gen = self._producer(self, size)
@@ -200,6 +205,23 @@ class FrameStream:
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
+
+    def keep(self) -> "FrameStream":
+        """Several consumers will pull this stream: render it once, on its first full pass, to the
+        lossless cache in the temp folder (:mod:`remaster.media.cache`, error < 1e-4) and serve
+        every full pass from there, so nothing upstream runs again."""
+        self._keep = True
+        return self
+
+    def _kept(self, size: int) -> Iterator[Chunk]:
+        from .media import cache
+
+        self._keeping = True
+        try:
+            stored = cache.cached(self, label=f"{self.label}: kept for several consumers")
+        finally:
+            self._keeping = False
+        yield from stored.chunks(size)
 
     def input_span(self, start: int, stop: int) -> tuple:
         """The upstream frames this stage reads to produce its frames ``start .. stop``."""
@@ -293,13 +315,17 @@ class FrameStream:
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
         temporal: Optional[Temporal] = None,
+        cheap: bool = False,
     ) -> "FrameStream":
         """A new stream whose chunks come from ``producer(self, chunk_size)``.
         ``frames_unchanged``: the stage changes only masks/metadata, never frames or their count.
-        ``temporal``: the context the stage needs (None: undeclared, ranges render from frame 0)."""
+        ``temporal``: the context the stage needs (None: undeclared, ranges render from frame 0).
+        ``cheap``: costs next to nothing beside decoding (a drawn mask, a metadata change), so a
+        stream of it over a decoder may be read again (``replayable``)."""
         fp = fingerprint_of(self.fingerprint, name, params)
         info = info or self.info
-        out = FrameStream(info, producer, fp, upstream=self, label=name, temporal=temporal)
+        out = FrameStream(info, producer, fp, upstream=self, label=name, temporal=temporal,
+                          replayable=cheap and self.replayable)
         if frames_unchanged:
             out.frames_source = self.frames_source
         if info.frame_count == self.info.frame_count and info.fps == self.info.fps:
@@ -314,6 +340,7 @@ class FrameStream:
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
         temporal: Optional[Temporal] = FRAMEWISE,
+        cheap: bool = False,
     ) -> "FrameStream":
         """A new stream applying ``make_fn()`` (a fresh callable per pass) to every chunk. The
         callable must return a chunk with the same start and length. It is taken to be frame-wise;
@@ -328,7 +355,7 @@ class FrameStream:
                     raise RuntimeError(f"stage '{name}' changed the frame count of a chunk")
                 yield out
 
-        return self.derive(name, params, producer, info, frames_unchanged, temporal)
+        return self.derive(name, params, producer, info, frames_unchanged, temporal, cheap)
 
     def window(self, name: str, params: dict, make_fn: Callable, radius: int, **kw: Any) -> "FrameStream":
         """A centred window of ``2 * radius + 1`` frames per output frame, in one pass (see
@@ -350,8 +377,7 @@ class FrameStream:
         params = {k: v for k, v in changes.items()}
         retimed = "fps" in changes or "frame_count" in changes
         out = self.derive("with_info", params, lambda up, n: up.chunks(n), info,
-                          temporal=None if retimed else FRAMEWISE)
-        out.replayable = self.replayable
+                          temporal=None if retimed else FRAMEWISE, cheap=True)
         if not retimed:
             out.frames_source = self.frames_source
         return out
@@ -416,6 +442,28 @@ def _host():
     from . import host  # host imports nothing from here; imported late to keep this module light
 
     return host
+
+
+def keep_shared(stream: FrameStream, prompt: Optional[dict]) -> None:
+    """Before an output node pulls ``stream``: every costly stream in its chain that the API
+    ``prompt`` feeds to more than one node is kept (:meth:`FrameStream.keep`), so a graph that
+    fans out (a result saved and also compared) runs each stage once."""
+    if not prompt:
+        return
+    consumers: dict = {}
+    for node in prompt.values():
+        for v in (node.get("inputs") or {}).values():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+                consumers[str(v[0])] = consumers.get(str(v[0]), 0) + 1
+    seen: set = set()
+    s: Optional[FrameStream] = stream
+    while s is not None:
+        nid = s.node_id
+        if nid is not None and nid not in seen:
+            seen.add(nid)  # the first stream met of a node is that node's output
+            if consumers.get(nid, 0) > 1 and not s.replayable:
+                s.keep()
+        s = s.upstream
 
 
 def source_span(stream: Any) -> tuple:

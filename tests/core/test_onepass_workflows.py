@@ -21,7 +21,7 @@ import torch
 
 from conftest import clip
 from remaster import runner
-from remaster.stream import FrameStream
+from remaster.stream import FrameStream, keep_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "core"))
@@ -108,7 +108,8 @@ def capture_mappings(saved: dict) -> dict:
     real = maps["RemasterSaveVideo"]
 
     class Capture(real):
-        def save(self, frames, unique_id=None, **_):
+        def save(self, frames, unique_id=None, prompt=None, **_):
+            keep_shared(frames, prompt)  # as the real Save node does
             n = 0
             chunks = []
             for ch in frames.chunks():
