@@ -10,7 +10,7 @@ from remaster.media import audio as audio_io
 from remaster.media import cache as cache_mod
 from remaster.media import decode, encode, preview
 from remaster.stages import scenes
-from remaster.stream import from_tensor
+from remaster.stream import from_tensor, keep_shared
 
 from ._common import CUTS, FRAMES, category, frames_input
 
@@ -139,11 +139,12 @@ class RemasterSaveVideo:
                 "audio_override": ("AUDIO", {"tooltip": "Use this AUDIO instead of the stream's own audio."}),
                 "output_path": ("STRING", {"default": "", "tooltip": "API/CLI: exact output file path (must not exist). Empty: use filename_prefix."}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         }
 
     def save(self, frames, filename_prefix="remaster/video", format="h264_mp4", crf=18, speed="medium",
-             audio="stream", audio_override=None, output_path="", unique_id=None):
+             audio="stream", audio_override=None, output_path="", unique_id=None, prompt=None):
+        keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         a = audio
         if audio_override is not None:
             a = audio_io.write_audio(audio_override)

@@ -140,6 +140,8 @@ def run(prompt: dict, mappings: dict, on_node: Optional[callable] = None) -> dic
             for hname, htype in hidden.items():
                 if htype == "UNIQUE_ID":
                     kwargs[hname] = nid
+                elif htype == "PROMPT":
+                    kwargs[hname] = prompt
             required = types.get("required", {})
             for rname in required:
                 if rname not in kwargs:

@@ -22,15 +22,19 @@ This module imports no ComfyUI module.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+
+from .streamtypes import (  # noqa: F401  (re-exported: the stream's data types live there)
+    AudioRef,
+    Chunk,
+    StreamInfo,
+    default_chunk_size,
+    fingerprint_of,
+)
 
 __all__ = [
     "AudioRef",
@@ -41,164 +45,13 @@ __all__ = [
     "FRAMEWISE",
     "default_chunk_size",
     "source_span",
+    "keep_shared",
     "fingerprint_of",
     "from_tensor",
 ]
 
 
-@dataclass(frozen=True)
-class AudioRef:
-    """A reference to audio in a file: ``duration`` seconds starting at ``start`` (source time).
-
-    ``offset`` is where, in the output's timeline, that audio starts (seconds). Audio is never
-    decoded until an encoder muxes it.
-    """
-
-    path: str
-    stream_index: int = 0
-    start: float = 0.0
-    duration: Optional[float] = None
-    offset: float = 0.0
-    sample_rate: int = 0
-    channels: int = 0
-    codec: str = ""
-
-    def trimmed(self, start: float, duration: Optional[float]) -> "AudioRef":
-        """The part of this audio from ``start`` seconds (relative to this ref) for ``duration``."""
-        new_start = self.start + max(0.0, start)
-        if self.duration is not None:
-            remaining = max(0.0, self.duration - max(0.0, start))
-            duration = remaining if duration is None else min(duration, remaining)
-        return replace(self, start=new_start, duration=duration)
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """Metadata carried with a stream. ``fps`` is exact; frame ``i`` is shown at ``i / fps``."""
-
-    fps: Fraction
-    frame_count: int
-    width: int
-    height: int
-    source: str = ""
-    color_range: str = "tv"  # "tv" (limited) or "pc" (full) of the *source*; frames are always full-range RGB
-    color_matrix: str = "bt709"  # matrix the source was decoded with
-    bit_depth: int = 8
-    has_mask: bool = False
-    audio: Optional[AudioRef] = None
-    scene_cuts: Optional[tuple] = None  # frame indices where a new shot starts (None = not analysed)
-    chunk_size: int = 0  # 0 = automatic
-    extra: tuple = ()  # free-form (key, value) pairs for stages that need to pass facts along
-
-    @property
-    def duration(self) -> float:
-        return float(self.frame_count / self.fps) if self.fps else 0.0
-
-    def with_(self, **changes: Any) -> "StreamInfo":
-        if "fps" in changes and changes["fps"] is not None:
-            changes["fps"] = Fraction(changes["fps"])
-        return replace(self, **changes)
-
-    def get_extra(self, key: str, default: Any = None) -> Any:
-        for k, v in self.extra:
-            if k == key:
-                return v
-        return default
-
-    def set_extra(self, key: str, value: Any) -> "StreamInfo":
-        items = tuple((k, v) for k, v in self.extra if k != key) + ((key, value),)
-        return replace(self, extra=items)
-
-    def describe(self) -> dict:
-        return {
-            "fps": str(self.fps),
-            "frame_count": self.frame_count,
-            "width": self.width,
-            "height": self.height,
-            "duration": round(self.duration, 6),
-            "source": self.source,
-            "audio": bool(self.audio),
-            "mask": self.has_mask,
-        }
-
-
-@dataclass
-class Chunk:
-    """A run of consecutive frames. ``start`` is the index of the first frame in its stream."""
-
-    start: int
-    frames: torch.Tensor
-    mask: Optional[torch.Tensor] = None
-
-    def __post_init__(self) -> None:
-        if self.frames.ndim != 4 or self.frames.shape[-1] != 3:
-            raise ValueError(f"chunk frames must be [n,H,W,3], got {tuple(self.frames.shape)}")
-        if self.mask is not None and tuple(self.mask.shape) != tuple(self.frames.shape[:3]):
-            raise ValueError(
-                f"chunk mask {tuple(self.mask.shape)} does not match frames {tuple(self.frames.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def stop(self) -> int:
-        return self.start + len(self)
-
-    def with_(self, **changes: Any) -> "Chunk":
-        return dataclasses.replace(self, **changes)
-
-
 Producer = Callable[["FrameStream", int], Iterator[Chunk]]
-
-
-def default_chunk_size(width: int, height: int, budget_bytes: Optional[int] = None) -> int:
-    """Frames per chunk so that one chunk of float32 RGB (+mask) stays within a memory budget.
-
-    The budget is ``REMASTER_CHUNK_MB`` megabytes if set, else 1/16 of available memory capped at
-    256 MB. Several chunks are alive at once across a chain of stages, so the budget is a fraction.
-    """
-    env = os.environ.get("REMASTER_CHUNK_FRAMES")
-    if env:
-        return max(1, int(env))
-    if budget_bytes is None:
-        mb = os.environ.get("REMASTER_CHUNK_MB")
-        if mb:
-            budget_bytes = int(float(mb) * 2**20)
-        else:
-            budget_bytes = min(256 * 2**20, _available_memory() // 16)
-    per_frame = max(1, width * height * 4 * 4)
-    return int(max(1, min(64, budget_bytes // per_frame)))
-
-
-def _available_memory() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil is a dependency, this is belt and braces
-        return 4 * 2**30
-
-
-def fingerprint_of(*parts: Any) -> str:
-    """A stable short hash of JSON-able parts (dict order does not matter)."""
-    blob = json.dumps(parts, sort_keys=True, default=_json_default).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Fraction):
-        return str(o)
-    if isinstance(o, torch.Tensor):
-        t = o.detach().cpu().contiguous()
-        return {"tensor": hashlib.sha256(t.numpy().tobytes()).hexdigest(), "shape": list(t.shape)}
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    if hasattr(o, "fingerprint") and isinstance(getattr(o, "fingerprint"), str):
-        return o.fingerprint
-    return repr(o)
 
 
 @dataclass(frozen=True)
@@ -269,6 +122,7 @@ class FrameStream:
         self.replayable = (upstream is None) if replayable is None else bool(replayable)
         # the ComfyUI node that built this stage: its progress bar follows this stage's work
         self.node_id: Optional[str] = _host().executing_node_id()
+        self._keep = self._keeping = False
 
     # ---- iteration ---------------------------------------------------------------------------
     @property
@@ -292,6 +146,9 @@ class FrameStream:
         a = max(0, int(start))
         b = n if stop is None else max(a, min(int(stop), n))
         full = a == 0 and b >= n
+        if full and self._keep and not self._keeping:
+            yield from self._kept(size)
+            return
         if self.upstream is None:
             if full or self._seek is None:
                 gen = self._producer(self, size)
@@ -348,6 +205,23 @@ class FrameStream:
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
+
+    def keep(self) -> "FrameStream":
+        """Several consumers will pull this stream: render it once, on its first full pass, to the
+        lossless cache in the temp folder (:mod:`remaster.media.cache`, error < 1e-4) and serve
+        every full pass from there, so nothing upstream runs again."""
+        self._keep = True
+        return self
+
+    def _kept(self, size: int) -> Iterator[Chunk]:
+        from .media import cache
+
+        self._keeping = True
+        try:
+            stored = cache.cached(self, label=f"{self.label}: kept for several consumers")
+        finally:
+            self._keeping = False
+        yield from stored.chunks(size)
 
     def input_span(self, start: int, stop: int) -> tuple:
         """The upstream frames this stage reads to produce its frames ``start .. stop``."""
@@ -441,13 +315,17 @@ class FrameStream:
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
         temporal: Optional[Temporal] = None,
+        cheap: bool = False,
     ) -> "FrameStream":
         """A new stream whose chunks come from ``producer(self, chunk_size)``.
         ``frames_unchanged``: the stage changes only masks/metadata, never frames or their count.
-        ``temporal``: the context the stage needs (None: undeclared, ranges render from frame 0)."""
+        ``temporal``: the context the stage needs (None: undeclared, ranges render from frame 0).
+        ``cheap``: costs next to nothing beside decoding (a drawn mask, a metadata change), so a
+        stream of it over a decoder may be read again (``replayable``)."""
         fp = fingerprint_of(self.fingerprint, name, params)
         info = info or self.info
-        out = FrameStream(info, producer, fp, upstream=self, label=name, temporal=temporal)
+        out = FrameStream(info, producer, fp, upstream=self, label=name, temporal=temporal,
+                          replayable=cheap and self.replayable)
         if frames_unchanged:
             out.frames_source = self.frames_source
         if info.frame_count == self.info.frame_count and info.fps == self.info.fps:
@@ -462,6 +340,7 @@ class FrameStream:
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
         temporal: Optional[Temporal] = FRAMEWISE,
+        cheap: bool = False,
     ) -> "FrameStream":
         """A new stream applying ``make_fn()`` (a fresh callable per pass) to every chunk. The
         callable must return a chunk with the same start and length. It is taken to be frame-wise;
@@ -476,7 +355,7 @@ class FrameStream:
                     raise RuntimeError(f"stage '{name}' changed the frame count of a chunk")
                 yield out
 
-        return self.derive(name, params, producer, info, frames_unchanged, temporal)
+        return self.derive(name, params, producer, info, frames_unchanged, temporal, cheap)
 
     def window(self, name: str, params: dict, make_fn: Callable, radius: int, **kw: Any) -> "FrameStream":
         """A centred window of ``2 * radius + 1`` frames per output frame, in one pass (see
@@ -498,8 +377,7 @@ class FrameStream:
         params = {k: v for k, v in changes.items()}
         retimed = "fps" in changes or "frame_count" in changes
         out = self.derive("with_info", params, lambda up, n: up.chunks(n), info,
-                          temporal=None if retimed else FRAMEWISE)
-        out.replayable = self.replayable
+                          temporal=None if retimed else FRAMEWISE, cheap=True)
         if not retimed:
             out.frames_source = self.frames_source
         return out
@@ -564,6 +442,28 @@ def _host():
     from . import host  # host imports nothing from here; imported late to keep this module light
 
     return host
+
+
+def keep_shared(stream: FrameStream, prompt: Optional[dict]) -> None:
+    """Before an output node pulls ``stream``: every costly stream in its chain that the API
+    ``prompt`` feeds to more than one node is kept (:meth:`FrameStream.keep`), so a graph that
+    fans out (a result saved and also compared) runs each stage once."""
+    if not prompt:
+        return
+    consumers: dict = {}
+    for node in prompt.values():
+        for v in (node.get("inputs") or {}).values():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+                consumers[str(v[0])] = consumers.get(str(v[0]), 0) + 1
+    seen: set = set()
+    s: Optional[FrameStream] = stream
+    while s is not None:
+        nid = s.node_id
+        if nid is not None and nid not in seen:
+            seen.add(nid)  # the first stream met of a node is that node's output
+            if consumers.get(nid, 0) > 1 and not s.replayable:
+                s.keep()
+        s = s.upstream
 
 
 def source_span(stream: Any) -> tuple:

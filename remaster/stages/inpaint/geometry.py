@@ -100,7 +100,7 @@ def rectangle_mask(stream: FrameStream, x: float, y: float, width: float, height
         return fn
 
     params = {"box": [x0, y0, x1, y1], "combine": combine}
-    return stream.map("rectangle_mask", params, make, stream.info.with_(has_mask=True))
+    return stream.map("rectangle_mask", params, make, stream.info.with_(has_mask=True), cheap=True)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
