@@ -188,17 +188,24 @@ TITLE_H = 30  # the frontend draws the title above pos[1]
 GAP_X, GAP_Y = 60, 70  # room for links, and for the progress line drawn under a node
 
 
+COLUMNS_PER_ROW = 5  # longer chains continue in a second band below, so the default zoom stays readable
+
+
 def _layout(nodes: list, depth: dict) -> None:
-    """Columns by depth, nodes stacked in id order; each column as wide as its widest node."""
+    """Columns by depth, nodes stacked in id order, each column as wide as its widest node; chains
+    longer than COLUMNS_PER_ROW wrap into bands below one another."""
     cols: dict = {}
     for n in nodes:
         cols.setdefault(depth[str(n["id"])], []).append(n)
-    x = 40
-    for c in sorted(cols):
-        y = 40 + TITLE_H
+    x, band_top, band_bottom = 40, 40 + TITLE_H, 0
+    for i, c in enumerate(sorted(cols)):
+        if i and i % COLUMNS_PER_ROW == 0:
+            x, band_top = 40, band_bottom + GAP_Y
+        y = band_top
         for n in cols[c]:
             n["pos"] = [x, y]
             y += n["size"][1] + RESULT_RESERVE.get(n["type"], 0) + TITLE_H + GAP_Y
+        band_bottom = max(band_bottom, y)
         x += max(n["size"][0] for n in cols[c]) + GAP_X
 
 

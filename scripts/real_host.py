@@ -201,7 +201,7 @@ class Browser:
         self.server, self.args = server, args
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-        self.page = self.browser.new_page(viewport={"width": 1600, "height": 900})
+        self.page = self.browser.new_page(viewport={"width": 2200, "height": 1240})
         self.console, self.ws, self.responses = [], [], []
         pg = self.page
         pg.on("console", lambda m: self.console.append(f"console.{m.type}: {m.text}"[:300]) if m.type == "error" else None)
@@ -288,7 +288,8 @@ class Browser:
         pg.wait_for_timeout(1500)
         shots.mkdir(parents=True, exist_ok=True)
         shot = shots / f"{name}.jpg"
-        pg.locator("#graph-canvas").screenshot(path=str(shot), type="jpeg", quality=60)
+        pg.locator("#graph-canvas").screenshot(path=str(shot), type="jpeg", quality=85)
+        shrink(shot, 1600, 62)
         if thumbs is not None:
             make_thumb(shot, thumbs / f"{name}.jpg")
         if self.args.no_run:
@@ -425,6 +426,16 @@ def compare_prompts(prompt: dict, api: dict) -> tuple[bool, str]:
             if not same:
                 diffs.append(f"#{nid}.{k}: {g!r} != {v!r}")
     return not diffs, "; ".join(diffs)[:400]
+
+
+def shrink(path: Path, width: int, quality: int):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        im.save(path, "JPEG", quality=quality, optimize=True)
 
 
 def make_thumb(src: Path, dst: Path, width: int = 480):
