@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -184,7 +185,8 @@ def server_errors(text: str) -> list[str]:
 def verdict_for(run: dict, models: list) -> str:
     missing = [m for m in models if not m[2]]
     if run.get("status") == "success":
-        return "PASS" if run.get("decoded", "").endswith(("audio", "x")) or "frames" in run.get("decoded", "") else "FAIL (no output)"
+        return "PASS" if " frames " in run.get("decoded", "") and "DOES NOT" not in run.get("decoded", "") \
+            else "FAIL (no output)"
     msg = run.get("error", "")
     if missing and MISSING_MODEL.search(msg):
         return "PASS (missing model, told)"
@@ -525,6 +527,7 @@ def main(argv=None) -> int:
     ap.add_argument("--capture-golden", metavar="DIR", help="write the frontend's widget order per node and exit")
     ap.add_argument("--keep", action="store_true", help="keep the temporary base directory")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop ComfyUI and clean up
     pack = Path(args.pack).resolve()
     args.pack = str(pack)
     base = Path(tempfile.mkdtemp(prefix="remaster_realhost_"))

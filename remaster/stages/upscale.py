@@ -284,7 +284,9 @@ class Upscaler:
             tile = max(self.MIN_TILE, min(side, cap))
         tile = min(tile, max(H, W))
         th, tw = min(tile, H), min(tile, W)
-        batch = max(1, min(n, self.max_batch, budget // max(1, bpp * th * tw)))
+        # CPU: at most two frames a forward, so progress and interrupt come every few seconds
+        max_batch = self.max_batch if self.device.type == "cuda" else min(self.max_batch, 2)
+        batch = max(1, min(n, max_batch, budget // max(1, bpp * th * tw)))
         return Plan(tile, batch)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
