@@ -524,6 +524,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP submissions of workflows/api")
     ap.add_argument("--no-thumbs", action="store_true", help="do not rewrite workflows/<name>.jpg")
     ap.add_argument("--report", default=None, help="report file (default: <pack>/docs/real_host.md)")
+    ap.add_argument("--shots", default=None, help="screenshot folder (default: <pack>/docs/img/templates)")
     ap.add_argument("--capture-golden", metavar="DIR", help="write the frontend's widget order per node and exit")
     ap.add_argument("--keep", action="store_true", help="keep the temporary base directory")
     args = ap.parse_args(argv)
@@ -552,7 +553,7 @@ def main(argv=None) -> int:
             models = expected_models(api, base / "models", pack)
             log0 = len(server.log_text())
             print(f"--- {name}", flush=True)
-            row = browser.template(name, api, pack / "docs" / "img" / "templates",
+            row = browser.template(name, api, Path(args.shots) if args.shots else pack / "docs" / "img" / "templates",
                                    None if args.no_thumbs else pack / "workflows")
             row["server_errors"] = server_errors(server.log_text()[log0:])
             row["models"] = models

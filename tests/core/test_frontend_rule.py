@@ -128,3 +128,33 @@ def test_every_template_has_a_thumbnail():
         thumb = ui_path.with_suffix(".jpg")
         assert thumb.is_file(), f"{thumb.name} missing (scripts/real_host.py writes it)"
         assert thumb.stat().st_size < 150_000
+
+
+def test_example_clip_lands_in_the_input_folder_once(tmp_path, monkeypatch):
+    from remaster import host
+    from nodes import video_io
+
+    target = video_io.install_example(tmp_path / "input")
+    assert target is not None and target.read_bytes() == video_io.EXAMPLE_PATH.read_bytes()
+    target.write_bytes(b"the user's own file of that name")
+    assert video_io.install_example(tmp_path / "input") is None  # never overwrites
+    assert target.read_bytes() == b"the user's own file of that name"
+    # an input folder without it still lists and finds the pack's copy
+    monkeypatch.setattr(host, "input_dir", lambda: tmp_path / "empty")
+    assert video_io.EXAMPLE_VIDEO in video_io._input_videos()
+    assert video_io.video_path(video_io.EXAMPLE_VIDEO) == video_io.EXAMPLE_PATH
+    assert video_io.RemasterLoadVideo.VALIDATE_INPUTS(video_io.EXAMPLE_VIDEO) is True
+
+
+def test_load_video_says_when_max_side_is_not_used(caplog):
+    from nodes import video_io
+
+    node = video_io.RemasterLoadVideo()
+    with caplog.at_level("WARNING", logger="remaster"):
+        out = node.load(str(video_io.EXAMPLE_PATH), resize="none", max_side=160)
+    assert out[3] == 320  # not resized
+    assert "max_side=160 is not used because resize is 'none'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="remaster"):
+        out = node.load(str(video_io.EXAMPLE_PATH), resize="max_side", max_side=160)
+    assert out[3] == 160 and "not used" not in caplog.text
