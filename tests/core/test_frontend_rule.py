@@ -151,10 +151,10 @@ def test_load_video_says_when_max_side_is_not_used(caplog):
 
     node = video_io.RemasterLoadVideo()
     with caplog.at_level("WARNING", logger="remaster"):
-        out = node.load(str(video_io.EXAMPLE_PATH), resize="none", max_side=160)
-    assert out[3] == 320  # not resized
-    assert "max_side=160 is not used because resize is 'none'" in caplog.text
+        out = node.load(str(video_io.EXAMPLE_PATH), resize="none", max_side=128)
+    assert out[3] == 256  # not resized
+    assert "max_side=128 is not used because resize is 'none'" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="remaster"):
-        out = node.load(str(video_io.EXAMPLE_PATH), resize="max_side", max_side=160)
-    assert out[3] == 160 and "not used" not in caplog.text
+        out = node.load(str(video_io.EXAMPLE_PATH), resize="max_side", max_side=128)
+    assert out[3] == 128 and "not used" not in caplog.text
