@@ -3,6 +3,7 @@ peak memory of temporal stages on 10 s vs 60 s of 1080p.
 
     python bench/onepass.py chains [--clip PATH] [--seconds 2] [--root REPO]
     python bench/onepass.py rss
+    python bench/onepass.py ranges [--seconds 6]
 
 ``chains`` runs the shipped ``enhance`` workflow and ``quality`` without Face Restore (no GFPGAN
 weights here) on a real clip, weights from ../shared/models. "Alone" means each stage fed from
@@ -115,6 +116,12 @@ def chains(args) -> dict:
         source = s
         chain.reverse()
         t_chain, out, _ = _drain(final)
+        if args.save_dir:  # every 10th output frame, to compare two checkouts (``compare``)
+            import torch
+
+            allf = torch.cat(out)
+            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            torch.save(allf[::10].clone(), Path(args.save_dir) / f"{name}-{root.name}.pt")
         t_decode, frames, masks = _drain(source)
         cuts = scenes.detect_scene_cuts(source)
         per = {"decode": round(t_decode, 2)}
@@ -169,20 +176,51 @@ def rss(args) -> dict:
     return res
 
 
+def ranges(args) -> dict:
+    """Range render vs slice of the full render for the recurrent stages on a real clip (RVM real
+    weights, mask smoothing after it): the error a mid-shot range start leaves after the warm-up."""
+    _setup(HERE)
+    from remaster import host
+    from remaster.media.decode import open_video
+    from remaster.models import registry
+    from remaster.stages import mask_tools, matting
+
+    tmp = Path(tempfile.mkdtemp(prefix="onepass-ranges-"))
+    host.set_dirs(models_dir=str(tmp / "models"), temp_dir=str(tmp / "temp"))
+    registry.link_existing(HERE.parent / "shared" / "models")
+    src = open_video(args.clip, end_time=args.seconds, max_side=args.quality_side)
+    rvm = matting.rvm_matte(src)
+    smooth = mask_tools.smooth_stream(rvm, 0.6, 0.3)
+    res = {}
+    for name, s in (("rvm", rvm), ("rvm+mask_smooth", smooth)):
+        full = s.read()
+        n = full.frames.shape[0]
+        worst = 0.0
+        for a in range(s.temporal.behind + 1, n - 5, 17):
+            part = s.read(a, a + 5)
+            worst = max(worst, float((part.mask - full.mask[a:a + 5]).abs().max()))
+        res[name] = {"frames": n, "warm_up": s.temporal.behind, "max_abs_mask_error": worst}
+        print(name, res[name], flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["chains", "rss", "rss-job"])
+    ap.add_argument("what", choices=["chains", "rss", "rss-job", "ranges"])
     ap.add_argument("paths", nargs="*")
     ap.add_argument("--clip", default=str(HERE.parent / "shared" / "clips" / "talking_head_512_30_audio.mp4"))
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--enhance-side", type=int, default=384)
     ap.add_argument("--quality-side", type=int, default=160)
     ap.add_argument("--root", default=str(HERE))
+    ap.add_argument("--save-dir", default="/tmp/onepass-bench-out")
     args = ap.parse_args()
     if args.what == "chains":
         chains(args)
     elif args.what == "rss":
         rss(args)
+    elif args.what == "ranges":
+        ranges(args)
     else:
         rss_job(*args.paths)
 

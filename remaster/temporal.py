@@ -31,12 +31,12 @@ from .stream import Chunk, FrameStream, Temporal, source_span
 __all__ = ["iter_windows", "window", "lookahead", "SpillBuffer", "LookaheadStage"]
 
 
-def _cuts_for(up: Any, cut_aware: bool) -> list:
+def _cuts_for(up: Any, cut_aware: bool) -> Any:
     if not cut_aware:
         return []
     from .stages import scenes
 
-    return scenes.scene_cuts(up)
+    return scenes.LazyCuts(up)
 
 
 def iter_windows(upstream: Any, chunk_size: int, radius: int, cuts: Optional[list] = None) -> Iterator[tuple]:
@@ -46,7 +46,7 @@ def iter_windows(upstream: Any, chunk_size: int, radius: int, cuts: Optional[lis
     ``2 * radius + 1`` frames."""
     import bisect
 
-    cs = sorted(int(c) for c in (cuts or ()))
+    cs = None  # read when the first frame has arrived (see scenes.LazyCuts)
     r = int(radius)
     buf: deque = deque()  # (index, frame, mask, shot)
     pending = None
@@ -63,6 +63,7 @@ def iter_windows(upstream: Any, chunk_size: int, radius: int, cuts: Optional[lis
             idx = chunk.start + i
             if pending is None:
                 pending = idx
+                cs = sorted(int(c) for c in (cuts if cuts is not None else ()))
             buf.append((idx, chunk.frames[i], None if chunk.mask is None else chunk.mask[i], bisect.bisect_right(cs, idx)))
             while buf and buf[-1][0] - pending >= r:
                 yield emit(pending)

@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parents[1]
+VERBOSE = False
+SIZE = {"seconds": 2.0, "side": 256}
 
 
 def free_port() -> int:
@@ -67,6 +69,8 @@ async def run_prompt(url: str, prompt: dict, on_msg=None, timeout: float = 900) 
                 if d.get("prompt_id") not in (None, pid):
                     continue
                 now = round(time.perf_counter() - t0, 2)
+                if VERBOSE:
+                    print(now, t, json.dumps(d)[:160], flush=True)
                 if t == "progress":
                     log["progress"].setdefault(str(d.get("node")), []).append((d.get("value"), d.get("max"), now))
                 elif t == "executing":
@@ -86,7 +90,13 @@ def main() -> None:
     ap.add_argument("--models", default=str(PACK.parent / "shared" / "models"))
     ap.add_argument("--clip", default=str(PACK.parent / "shared" / "clips" / "talking_head_512_30_audio.mp4"))
     ap.add_argument("--report", default="")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--side", type=int, default=256)
+    ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    SIZE.update(seconds=args.seconds, side=args.side)
     base = Path(tempfile.mkdtemp(prefix="onepass-comfy-"))
     for d in ("custom_nodes", "input", "output", "temp", "user", "models"):
         (base / d).mkdir()
@@ -129,7 +139,7 @@ async def check_enhance(url: str) -> dict:
     prompt = json.loads((PACK / "workflows" / "api" / "enhance.json").read_text())
     for node in prompt.values():
         if node["class_type"] == "RemasterLoadVideo":
-            node["inputs"].update(video="clip.mp4", end_time=2.0, max_side=256)
+            node["inputs"].update(video="clip.mp4", end_time=SIZE["seconds"], max_side=SIZE["side"], chunk_frames=6)
         if node["class_type"] == "RemasterSaveVideo":
             node["inputs"].update(speed="ultrafast", filename_prefix="onepass/enhance")
     log = await run_prompt(url, prompt)
@@ -167,7 +177,7 @@ async def check_interrupt(url: str, base: Path) -> dict:
 
     log = await run_prompt(url, prompt, on_msg)
     end = log["events"][-1] if log["events"] else None
-    files = [str(p.relative_to(base)) for p in (base / "output").rglob("*") if p.is_file()]
+    files = [str(p.relative_to(base)) for p in (base / "output").rglob("*") if p.is_file() and "interrupt" in p.name]
     return {"interrupt_sent_s": state["sent"], "end": end,
             "stop_latency_s": round(end[1] - state["sent"], 2) if end and state["sent"] is not None else None,
             "scene_cut_progress_messages": len(log["progress"].get("2", [])), "output_files": files}

@@ -269,7 +269,7 @@ class FaceRestorer:
         self.fidelity = float(fidelity)
         self.min_face = int(min_face)
         self.smoother = LandmarkSmoother(smoothing)
-        self.cuts = set(int(c) for c in (cuts or ()))
+        self.cuts = cuts if isinstance(cuts, scenes.LazyCuts) else set(int(c) for c in (cuts or ()))
         self.device = device or host.torch_device()
         # no channels_last: StyleGAN's modulated convs keep 5-D weights and flatten with .view
         self.dtype, _ = pick_precision(self.device, precision, desc)
@@ -378,7 +378,7 @@ def face_restore(
     device = host.torch_device()
 
     def make():
-        cuts = scenes.scene_cuts(stream, detect=detect_cuts)
+        cuts = scenes.LazyCuts(stream, detect=detect_cuts)
         det = FaceDetector(detector, detection_threshold, device=device)
         fr = FaceRestorer(desc, det, strength, codeformer_fidelity, min_face_size, smoothing, cuts,
                           device, precision)

@@ -106,7 +106,7 @@ def film_look(stream: FrameStream, grain_amount: float = 0.03, grain_size: float
         if r == 0:
             yield from frames_of(upstream, chunk_size)
             return
-        for idx, window, masks, c in iter_windows(upstream, chunk_size, r, scenes.scene_cuts(upstream)):
+        for idx, window, masks, c in iter_windows(upstream, chunk_size, r, scenes.LazyCuts(upstream)):
             yield idx, _median(window, window[c], motion_threshold), None if masks is None else masks[c]
 
     def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:

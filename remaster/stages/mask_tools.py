@@ -180,7 +180,7 @@ def smooth_stream(stream: FrameStream, strength: float = 0.6, tolerance: float =
 
     def producer(up: FrameStream, chunk_size: int) -> Iterator[Chunk]:
         sm = TemporalSmoother(strength, tolerance, image_tolerance)
-        cuts = set(scenes.scene_cuts(up)) if reset_at_cuts else set()
+        cuts = scenes.LazyCuts(up) if reset_at_cuts else set()
         for chunk in up.chunks(chunk_size):
             out = torch.empty_like(chunk.mask, dtype=torch.float32)
             for i in range(len(chunk)):

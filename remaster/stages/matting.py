@@ -97,7 +97,7 @@ def rvm_matte(
         device = host.torch_device()
         dtype = compute_dtype(device)
         net = _cached_model("rvm", path, device, dtype)
-        cuts = scenes.scene_cuts(up) if reset_at_cuts else []
+        cuts = scenes.LazyCuts(up) if reset_at_cuts else []
         progress = host.Progress(up.info.frame_count, "Video matting (RVM)")
         rec = None
         try:

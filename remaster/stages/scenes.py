@@ -23,6 +23,7 @@ from .. import host
 from ..stream import FrameStream
 
 _cache: dict = {}
+ANALYSIS_CHUNK = 4  # frames per step of the cut analysis (its own pass: any size gives the same cuts)
 
 
 def _thumb(frames: torch.Tensor, size=(36, 64)) -> torch.Tensor:
@@ -144,7 +145,7 @@ def _analyse(src: FrameStream, threshold: float, min_shot: int) -> list[int]:
     progress = host.Progress(src.info.frame_count, "Scene cuts")
     det = CutDetector(threshold, 3.0, min_shot)
     try:
-        for chunk in src.chunks():
+        for chunk in src.chunks(ANALYSIS_CHUNK):  # small chunks: progress and interrupt stay prompt
             host.check_interrupt()
             det.push(chunk.frames)
             progress.update(len(chunk))
@@ -158,6 +159,31 @@ def scene_cuts(stream: FrameStream, detect: bool = True) -> list[int]:
     if stream.info.scene_cuts is not None:
         return list(stream.info.scene_cuts)
     return detect_scene_cuts(stream) if detect else []
+
+
+class LazyCuts:
+    """The cuts of a stream, found on first use: a stage asks for them when its pass starts but
+    looks at them only after its first upstream chunk, by which time an upstream stage reading the
+    decoder anyway may have found them in that same read (no extra analysis pass)."""
+
+    def __init__(self, stream: FrameStream, detect: bool = True) -> None:
+        self._stream, self._detect, self._cuts = stream, detect, None
+
+    def _get(self) -> list:
+        if self._cuts is None:
+            self._cuts = sorted(set(scene_cuts(self._stream, self._detect)))
+            self._set = set(self._cuts)
+        return self._cuts
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __contains__(self, index) -> bool:
+        self._get()
+        return index in self._set
 
 
 def shot_bounds(cuts: list[int], index: int, n: int) -> tuple[int, int]:

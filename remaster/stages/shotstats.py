@@ -218,7 +218,7 @@ class _ShotSmoother(LookaheadStage):
         self.radius, self.whole_shot = int(radius), whole_shot
         self.n = up.info.frame_count
         self.lo, self.hi = source_span(up)
-        self.cuts = scenes.scene_cuts(up)
+        self.cuts = scenes.LazyCuts(up)  # looked at after the first chunk (see LazyCuts)
         self.stats: Optional[np.ndarray] = None
         self.known = self.lo
 

@@ -41,8 +41,10 @@ def two_pass_colour(x, s, fps=24):
     return C.apply_params(x, torch.from_numpy(params).float(), s), cuts
 
 
-def two_pass_deflicker(x, fps=24, **kw):
+def two_pass_deflicker(x, fps=24, cuts=None, **kw):
     stream = from_tensor(x, fps)
+    if cuts is not None:
+        stream = stream.with_info(scene_cuts=tuple(cuts))
     stats, cuts = shotstats.measure_pass(stream, 16, D.measure)
     g = D.gains(stats, cuts, fps, **kw)
     return D.apply_gains(x, torch.from_numpy(g).float())
@@ -133,3 +135,31 @@ def test_shot_smoothing_radius_covers_the_dependence():
         a, b = max(90 if i >= 90 else 0, i - R), min(200 if i >= 90 else 90, i + R + 1)
         seg = shotstats.smooth_per_shot(y[a:b], [c - a for c in [90] if a < c < b], 5.0, median_radius=2)
         assert np.allclose(seg[i - a], full[i], atol=1e-12)
+
+
+def test_chain_of_three_two_pass_stages_runs_each_once_and_matches():
+    """expensive → Auto Colour → Deflicker → Film median: before, 8 passes of the expensive
+    stage (2 × 2 × 2); now one, and the frames equal the stages applied one after the other."""
+    x = flickering_two_shots(90, 44)
+    counts: dict = {}
+
+    def tap(stream, key):
+        def producer(up, size):
+            for c in up.chunks(size):
+                counts[key] = counts.get(key, 0) + len(c)
+                yield c
+
+        return stream.derive(key, {}, producer, temporal=Temporal())
+
+    s = C.AutoColourSettings(smoothing_seconds=0.25)
+    chain = tap(from_tensor(x, 24), "expensive")
+    chain = tap(C.auto_colour(chain, s), "colour")
+    chain = tap(D.deflicker(chain), "deflicker")
+    chain = film.film_look(chain, grain_amount=0.0, median_radius=1, motion_threshold=1.0)
+    got = chain.read().frames
+    assert counts == {"expensive": 90, "colour": 90, "deflicker": 90}
+    y1, _ = two_pass_colour(x, s)
+    y2 = two_pass_deflicker(y1, cuts=[44])  # cuts are the footage's: found once, on the source
+    y3 = film.film_look(from_tensor(y2, 24).with_info(scene_cuts=(44,)), grain_amount=0.0, median_radius=1,
+                        motion_threshold=1.0).read().frames
+    assert (got - y3).abs().max() < 1e-4
