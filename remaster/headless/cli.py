@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The first thing to try: degrades a real clip with the pack's own tools, runs the "
                                    "enhance workflow on it and writes poor.mp4, enhanced.mp4 and before_after.png.")
     p.add_argument("--clip", help="clean source clip (default: ../shared/clips/talking_head_512_30_audio.mp4)")
-    p.add_argument("--seconds", type=float, default=3.0, help="length to use (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=2.0, help="length to use (default %(default)s)")
     p.add_argument("--out-dir", default="demo", help="folder for the three files (default %(default)s; replaced on re-run)")
 
     p = sub.add_parser("models", help="the model registry: list, download, verify, link")

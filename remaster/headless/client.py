@@ -34,6 +34,30 @@ def submit_prompt(prompt: dict, server: str, timeout: float, quiet: bool = False
         raise ServerError(f"the connection to {server} failed: {exc.__class__.__name__}: {exc}") from None
 
 
+def fetch_view(server: str, name: str, dest: str | Path) -> Path:
+    """Download an output file (``subfolder/filename``) through ComfyUI's ``/view`` to ``dest``
+    (written under a temp name, then renamed)."""
+    import os
+    import urllib.parse
+    import urllib.request
+
+    sub, _, filename = str(name).rpartition("/")
+    q = urllib.parse.urlencode({"filename": filename, "subfolder": sub, "type": "output"})
+    dest = Path(dest)
+    tmp = dest.with_name(f".part-{uuid.uuid4().hex[:8]}-{dest.name}")
+    try:
+        with urllib.request.urlopen(f"{server.rstrip('/')}/view?{q}", timeout=600) as r, open(tmp, "wb") as f:
+            while True:
+                b = r.read(1 << 20)
+                if not b:
+                    break
+                f.write(b)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
 def submit(args) -> int:
     from . import runner
 
