@@ -55,6 +55,7 @@ def check_batch(tmp_path, clips, *executor):
 
 
 def check_segments(tmp_path, *executor, kill: str = ""):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = make_clip(tmp_path / "long.mp4", 40)
     ref = single(tmp_path, src)
     out = tmp_path / "joined.mp4"
