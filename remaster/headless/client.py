@@ -105,7 +105,7 @@ async def _submit(prompt: dict, server: str, timeout: float, quiet: bool = False
         # websocket's `executed` messages are the first source, the history entry is waited for
         files = _files(executed)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30.0
+        deadline = loop.time() + (2.0 if files else 30.0)
         while True:
             async with session.get(f"{server}/history/{prompt_id}") as r:
                 hist = (await r.json(content_type=None) or {}).get(prompt_id) or {}
