@@ -205,6 +205,9 @@ class Progress:
                 self._bar = _comfy_utils.ProgressBar(self.total or 1)
             except Exception:
                 self._bar = None
+        for fn in list(_progress_listeners):  # totals are known before the first frame
+            fn({"label": self.label, "node": self.node_id, "done": 0, "total": self.total, "fps": 0.0, "eta": 0.0,
+                "opened": True})
 
     def update(self, n: int = 1) -> None:
         self.done += n

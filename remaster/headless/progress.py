@@ -45,7 +45,7 @@ class RunProgress:
                 self.first = (now, self.done)
             if self.stage == "starting":
                 self.stage = "encoding"
-        elif not info.get("closed"):
+        elif not info.get("closed") and not info.get("opened"):
             self.stage = label
         if info.get("closed") and label.startswith("Save"):
             self.draw(now, final=True)

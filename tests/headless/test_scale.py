@@ -116,3 +116,39 @@ def test_ray_batch_segments_and_a_killed_worker(tmp_path, clips, ray_cluster):
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
     check_batch(tmp_path / "b", clips, "--ray", ray_cluster.address)
     check_segments(tmp_path / "s", "--ray", ray_cluster.address, kill="segment 2 (frames 20-30)")
+
+
+def test_ctrl_c_before_the_join_then_a_rerun_renders_only_what_is_missing(tmp_path, monkeypatch, capsys):
+    from remaster.headless import segments
+
+    src = make_clip(tmp_path / "long.mp4", 30)
+    out = tmp_path / "joined.mp4"
+    argv = ["run", PASS, "--input", str(src), "--output", str(out), "--segment-seconds", "1", "--workers", "1"]
+    real_join = segments.join
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segments, "join", interrupted)
+    assert main(argv) == 130
+    assert not out.exists()
+    work = tmp_path / ".joined.mp4.segments"
+    done = sorted(work.glob("seg_*.done"))
+    assert len(done) == 3
+    done[1].unlink()  # as if Ctrl-C had come while segment 1 was rendering
+    monkeypatch.setattr(segments, "join", real_join)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "3 segments of ~1s (1 to render" in capsys.readouterr().err
+    assert out.exists() and not work.exists()
+    assert decode_all(out).shape[0] == 30
+
+
+def test_segment_plan_moves_boundaries_to_nearby_scene_cuts():
+    from fractions import Fraction
+
+    from remaster.headless.segments import plan
+
+    assert plan(100, Fraction(10), 3.0) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert plan(100, Fraction(10), 3.0, cuts=[28, 70]) == [(0, 28), (28, 50), (50, 70), (70, 100)]
+    assert plan(5, Fraction(10), 3.0) == [(0, 5)]
