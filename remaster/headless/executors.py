@@ -56,6 +56,26 @@ class _Tracker:
         self.todo.append(task)
 
 
+# ---------------------------------------------------------------------------------------- in-process
+class InProcessExecutor:
+    """One worker: this process (no start-up cost; a crash here is resumed by re-running)."""
+
+    def __init__(self, dirs: dict | None = None) -> None:
+        self.dirs = dirs
+
+    def run(self, tasks: list, on_done) -> None:
+        track = _Tracker(tasks)
+        while track.todo:
+            task = track.todo.pop(0)
+            try:
+                secs = render_task(task, self.dirs)
+                on_done(task, secs)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                track.failed(task, f"{exc.__class__.__name__}: {exc}".replace("\n", " "))
+
+
 # ------------------------------------------------------------------------------------------- local
 def _worker_main(conn, dirs):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -236,7 +256,9 @@ def make(args, dirs: dict | None = None):
         return RayExecutor(args.ray, dirs)
     if getattr(args, "servers", None):
         return ServerExecutor([s for s in args.servers.split(",") if s.strip()])
-    return LocalExecutor(args.workers or 1, dirs)
+    if (args.workers or 1) == 1:
+        return InProcessExecutor(dirs)
+    return LocalExecutor(args.workers, dirs)
 
 
 def format_exc() -> str:

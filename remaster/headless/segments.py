@@ -139,8 +139,9 @@ def join(parts: list[tuple[str, int, int]], prompt: dict, final: Path, label: st
                         pos += 1
 
     def producer(_self, chunk_size):
-        # the same chunk sizes as a single run: the encoder sees the same calls in the same order
-        return rebatch(frames(chunk_size), chunk_size)
+        # the chunk sizes of a single run (Load Video's): x264 through PyAV gave different bits
+        # for the same frames fed in other chunk sizes, so the join feeds them the same way
+        return rebatch(frames(src.chunk_size), src.chunk_size)
 
     stream = FrameStream(info, producer, f"join-{len(parts)}-{total}", label="join")
     return encode.save_video(stream, fmt=si.get("format", "h264_mp4"), crf=int(si.get("crf", 18)),
