@@ -130,6 +130,9 @@ def run_batch(args, files: list[Path], bad: list) -> int:
         if out.exists() and not args.overwrite:
             out.unlink()  # an output the manifest does not vouch for is a leftover: redo it
         prompt, _ = prepare(args.workflow, args.set, str(src), str(out), True)
+        if args.servers:  # a server writes into its own output folder; the file comes back via /view
+            si = prompt[segments.find(prompt, "RemasterSaveVideo")]["inputs"]
+            si.update(output_path="", filename_prefix=f"remaster_batch/{stem}")
         jobs.append({"id": src.name, "prompt": prompt, "output": str(out), "input": str(src),
                      "frames_in": segments.source_stream(prompt).info.frame_count})
     total_frames = sum(j["frames_in"] for j in jobs)
