@@ -90,6 +90,9 @@ def run_cli(args) -> int:
         if single:
             return run_segmented(args, files[0])
         if not args.output_dir:
+            if len(files) <= 1 and len(args.input or []) <= 1:
+                raise UsageError("--workers/--ray/--servers/--segment-seconds need --output FILE for one video "
+                                 "(or --output-dir DIR for several)")
             raise UsageError("several inputs need --output-dir DIR (one output per input, named after it)")
         if args.output:
             raise UsageError("--output names one file; with several inputs use --output-dir")
