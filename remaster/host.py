@@ -69,7 +69,11 @@ def set_dirs(
 
 def models_root() -> Path:
     """Outside ComfyUI: the directory laid out like ComfyUI's ``models/``."""
-    d = _state["models_dir"] or os.environ.get("REMASTER_MODELS_DIR") or os.path.join(os.getcwd(), "models")
+    d = _state["models_dir"] or os.environ.get("REMASTER_MODELS_DIR")
+    if not d:
+        pack = Path(__file__).resolve().parents[1]
+        comfy_models = pack.parent.parent / "models"  # the pack inside ComfyUI/custom_nodes/
+        d = comfy_models if pack.parent.name == "custom_nodes" and comfy_models.is_dir() else Path.cwd() / "models"
     return Path(d).expanduser().resolve()
 
 
@@ -251,6 +255,9 @@ class Progress:
         self.t0 = time.perf_counter()
         self._last_print = 0.0
         self._bar = _comfy_bar(self.total or 1, self.node_id)
+        for fn in list(_progress_listeners):  # totals are known before the first frame
+            fn({"label": self.label, "node": self.node_id, "done": 0, "total": self.total, "fps": 0.0, "eta": 0.0,
+                "opened": True})
 
     def update(self, n: int = 1) -> None:
         self.done += n

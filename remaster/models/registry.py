@@ -156,7 +156,8 @@ def resolve(name: str, folder: Optional[str] = None, check_hash: bool = True, do
         raise ModelNotFound(msg)
     if check_hash and e is not None and e.sha256:
         if not hash_matches(path, e):
-            log.warning("%s: sha256 differs from models.json (%s); the file may be corrupt or a different release", path, e.id)
+            log.warning("%s is not the file models.json lists for %s (sha256 differs): run `python -m remaster models "
+                        "verify %s` to see whether it is corrupt or another release", path, e.id, e.id)
     return path
 
 
@@ -174,16 +175,49 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
 _hash_cache: dict = {}
 
 
-def hash_matches(path: Path, e: ModelEntry) -> bool:
+def cached_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _hash_cache:
         _hash_cache[key] = sha256_of(path)
-    return _hash_cache[key] == e.sha256.lower()
+    return _hash_cache[key]
+
+
+def accepted_hashes(e: ModelEntry) -> set:
+    """The registry's sha256 and those of the re-saves it accepts (``variants``)."""
+    hashes = {v["sha256"].lower() for v in e.extra.get("variants", ()) if v.get("sha256")}
+    return hashes | ({e.sha256.lower()} if e.sha256 else set())
+
+
+def hash_matches(path: Path, e: ModelEntry) -> bool:
+    return cached_sha256(path) in accepted_hashes(e)
+
+
+def check_file(path: Path, e: ModelEntry) -> tuple[str, str]:
+    """(status, the file's sha256). ok: the registry's file; variant: an accepted re-save;
+    unverified: the registry publishes no sha256; corrupt: it cannot be read as weights, or it has
+    the registry's size but other bytes; different: readable weights, but another file than the
+    registry's (another release or a conversion)."""
+    sha = cached_sha256(path)
+    if e.sha256 and sha == e.sha256.lower():
+        return "ok", sha
+    if sha in accepted_hashes(e):
+        return "variant", sha
+    size = path.stat().st_size
+    if e.size and size == e.size and e.sha256:
+        return "corrupt", sha
+    if path.suffix.lower() in (".pth", ".pt", ".pkl", ".ckpt", ".safetensors", ".bin"):
+        try:
+            load_state_dict(path)
+        except Exception:
+            return "corrupt", sha
+    elif size == 0:
+        return "corrupt", sha
+    return ("unverified" if not accepted_hashes(e) else "different"), sha
 
 
 def verify(ids: Optional[Iterable[str]] = None) -> list[tuple[str, str, str]]:
-    """(id, status, path) for registry models: ok, missing or mismatch."""
+    """(id, status, path) for registry models: missing or a :func:`check_file` status."""
     rows = []
     for e in entries().values():
         if ids and e.id not in ids:
@@ -191,10 +225,8 @@ def verify(ids: Optional[Iterable[str]] = None) -> list[tuple[str, str, str]]:
         p = find(e.id)
         if p is None:
             rows.append((e.id, "missing", ""))
-        elif e.sha256 and not hash_matches(p, e):
-            rows.append((e.id, "mismatch", str(p)))
         else:
-            rows.append((e.id, "ok", str(p)))
+            rows.append((e.id, check_file(p, e)[0], str(p)))
     return rows
 
 

@@ -58,10 +58,43 @@ def test_mismatch_is_reported_by_verify_and_loading_warns(fake_registry, caplog)
     d = host.model_dirs("upscale_models")[0]
     d.mkdir(parents=True)
     (d / "tiny.pth").write_bytes(b"other")
-    assert registry.verify(["tiny"])[0][1] == "mismatch"
+    assert registry.verify(["tiny"])[0][1] == "corrupt"  # not loadable as weights
     with caplog.at_level("WARNING"):
         registry.resolve("tiny")
-    assert "sha256 differs" in caplog.text
+    assert "sha256 differs" in caplog.text and "models verify tiny" in caplog.text
+
+
+def test_verify_tells_a_different_release_from_a_corrupt_file_and_accepts_variants(fake_registry, tmp_path, monkeypatch, caplog):
+    d = host.model_dirs("upscale_models")[0]
+    d.mkdir(parents=True)
+    torch.save({"w": torch.zeros(3)}, d / "tiny.pth")  # readable weights, other bytes
+    assert registry.verify(["tiny"])[0][1] == "different"
+    (d / "tiny.pth").write_bytes(fake_registry[:-1] + b"X")  # registry's size, flipped byte
+    assert registry.verify(["tiny"])[0][1] == "corrupt"
+    torch.save({"w": torch.ones(3)}, d / "tiny.pth")
+    sha = registry.sha256_of(d / "tiny.pth")
+    data = json.loads(registry.REGISTRY_PATH.read_text())
+    data["models"][0]["variants"] = [{"sha256": sha, "size": (d / "tiny.pth").stat().st_size, "source": "re-save"}]
+    path = tmp_path / "models2.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+    assert registry.verify(["tiny"])[0][1] == "variant"
+    with caplog.at_level("WARNING"):
+        registry.resolve("tiny")
+    assert "sha256" not in caplog.text
+
+
+def test_shared_offline_copies_are_accepted_variants(shared_models):
+    shared = shared_models
+    by_name = {}
+    for e in registry.entries().values():
+        for n in (e.filename, *e.aliases):
+            by_name[n] = e
+    for p in shared.rglob("*"):
+        e = by_name.get(p.name)
+        if e is None or not p.is_file():
+            continue
+        assert registry.check_file(p, e)[0] in ("ok", "variant"), p
 
 
 def test_paths_outside_the_models_folder_are_refused(tmp_path):
