@@ -286,14 +286,18 @@ def _native_usable(chunk, tags: Tags, spec: dict, size: tuple) -> bool:
     n = chunk.native if chunk.native_intact else None
     return (
         n is not None and n.same_geometry and (n.width, n.height) == size and not spec.get("rgb")
-        and yuv.layout_of(n.pix_fmt) is not None and yuv.layout_of(spec["pix_fmt"]) is not None
-        and not n.full_range and n.matrix == tags.matrix and n.transfer == tags.transfer
+        and _same_subsampling(n.pix_fmt, spec["pix_fmt"]) and not n.full_range and n.matrix == tags.matrix and n.transfer == tags.transfer
     )
+
+
+def _same_subsampling(a: str, b: str) -> bool:
+    la, lb = yuv.layout_of(a), yuv.layout_of(b)
+    return la is not None and lb is not None and (la.sub_x, la.sub_y) == (lb.sub_x, lb.sub_y)
 
 
 def _native_frames(chunk, spec: dict, tags: Tags):
     for fr in chunk.native.frames:
-        if fr.format.name != spec["pix_fmt"]:  # depth / subsampling only: same matrix and range
+        if fr.format.name != spec["pix_fmt"]:  # bit depth only: same matrix, range and subsampling
             fr = fr.reformat(format=spec["pix_fmt"], interpolation=_ENC_FLAGS)
         fr.pict_type = 0  # let the encoder place keyframes, as ffmpeg does
         tags.apply(fr)

@@ -4,9 +4,9 @@ full range, BT.601 / BT.709 / BT.2020 (non-constant luminance) / SMPTE 240M matr
 The conversion is done here in float32 (torch) from the decoded planes rather than by libswscale:
 libswscale's RGB48 output with full chroma interpolation mixes up the channels of 10/12-bit
 sources (hues destroyed) and its other paths are biased by ½–2 levels. Chroma is upsampled
-bilinearly at its sited position (MPEG-2/H.264 "left": co-sited horizontally with even luma
-columns, centred between rows) and downsampled with the matching filter, so a decode → encode
-round trip of an untouched picture returns its YUV values.
+bilinearly from the centre of its block (libswscale's siting, so FFmpeg-made files line up)
+and downsampled with the matching box filter, so a decode → encode round trip of an untouched
+picture comes back within rounding.
 """
 from __future__ import annotations
 
@@ -125,15 +125,15 @@ def _affine(matrix: str, bits: int, full: bool) -> np.ndarray:
 
 
 def _up(c: np.ndarray, sx: int, sy: int, h: int, w: int) -> np.ndarray:
-    """Bilinear chroma upsampling to ``h×w`` (float32): horizontally co-sited with even luma
-    columns (left siting), vertically centred between row pairs."""
+    """Bilinear chroma upsampling to ``h×w`` (float32), chroma sited at the centre of its luma
+    block (what libswscale, and so every FFmpeg-made file, uses)."""
     import cv2
 
     if not sx and not sy:
         return c.astype(np.float32)
     fx, fy = 1.0 / (1 << sx), 1.0 / (1 << sy)
-    # output pixel (x, y) reads chroma at (x·fx, (y + ½)·fy − ½)
-    mat = np.array([[fx, 0.0, 0.0], [0.0, fy, 0.5 * fy - 0.5]], np.float64)
+    # output pixel (x, y) reads chroma at ((x + ½)·fx − ½, (y + ½)·fy − ½)
+    mat = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]], np.float64)
     return cv2.warpAffine(c.astype(np.float32), mat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 
@@ -166,16 +166,27 @@ def frames_to_rgb(frames: list, pix_fmt: str, matrix: str, full_range: bool, out
 
 
 def _down(c: np.ndarray, sx: int, sy: int) -> np.ndarray:
-    """The downsampling matching :func:`_up`: [1,2,1]/4 centred on even columns, mean of row
-    pairs (edges replicated; odd sizes round up like FFmpeg's chroma planes)."""
+    """The downsampling matching :func:`_up`: the mean of each chroma block, then the inverse
+    of what bilinear upsampling followed by that mean does ([1,6,1]/8 per halved axis, inverted
+    to 5 taps), so decode → encode of an untouched picture gives its chroma back instead of
+    blurring it a little more each generation. Edges replicated; odd sizes round up like
+    FFmpeg's chroma planes."""
     import cv2
 
     if not sx and not sy:
         return c
-    kx = np.array([0.25, 0.5, 0.25] if sx == 1 else [1.0], np.float32)
-    ky = np.array([0.5, 0.5] if sy == 1 else [1.0], np.float32)
-    f = cv2.sepFilter2D(c, -1, kx, ky, anchor=(len(kx) // 2, 0), borderType=cv2.BORDER_REPLICATE)
-    return f[:: 1 << sy, :: 1 << sx]
+    kx = np.full(1 << sx, 1.0 / (1 << sx), np.float32)
+    ky = np.full(1 << sy, 1.0 / (1 << sy), np.float32)
+    f = cv2.sepFilter2D(c, -1, kx, ky, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    f = np.ascontiguousarray(f[:: 1 << sy, :: 1 << sx])
+    one = np.ones(1, np.float32)
+    return cv2.sepFilter2D(f, -1, _UNBLUR if sx == 1 else one, _UNBLUR if sy == 1 else one,
+                           borderType=cv2.BORDER_REPLICATE)
+
+
+# 5-tap inverse of [1,6,1]/8 (√2·r^|n|, r = 2√2 − 3), normalised to unit gain
+_UNBLUR = np.array([2 ** 0.5 * (2 * 2 ** 0.5 - 3) ** abs(n) for n in range(-2, 3)], np.float32)
+_UNBLUR /= _UNBLUR.sum()
 
 
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, matrix: str, full_range: bool = False) -> "av.VideoFrame":
