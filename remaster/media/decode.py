@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import math
 import os
@@ -231,6 +232,34 @@ def probe(path: str | os.PathLike) -> Probe:
     if key is not None:
         _probe_cache[key] = result
     return result
+
+
+def embedded(p: Probe) -> dict:
+    """What a saved video says about how it was made: ``prompt``, ``workflow`` and ``remaster``
+    container tags (JSON) as Save Video (ours, ComfyUI core's, VHS's) writes them."""
+    out = {}
+    for k, v in p.metadata:
+        if k.lower() in ("prompt", "workflow", "remaster", "comment"):
+            try:
+                out[k.lower()] = json.loads(v)
+            except ValueError:
+                if k.lower() != "comment":
+                    out[k.lower()] = v
+    return out
+
+
+def made_by(p: Probe) -> str:
+    """One line for Load Video's facts: the workflow embedded in the file, if any."""
+    e = embedded(p)
+    parts = []
+    if "workflow" in e or "prompt" in e:
+        g = e.get("prompt") if isinstance(e.get("prompt"), dict) else {}
+        parts.append(("ComfyUI workflow" if "workflow" in e else "ComfyUI prompt") + " embedded"
+                     + (f" ({len(g)} nodes)" if g else ""))
+    r = e.get("remaster")
+    if isinstance(r, dict):
+        parts.append(f"Remaster chain {r.get('fingerprint', '?')} from {r.get('source') or '?'}")
+    return "; ".join(parts)
 
 
 def even(x: float) -> int:

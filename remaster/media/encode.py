@@ -370,7 +370,9 @@ def save_video(
         if spec["kind"] == "images":
             _write_images(stream, tmp, spec, audio_ref, progress)
         else:
-            _write_video(stream, tmp, spec, crf, speed, audio_ref, progress, odd_size, metadata or {})
+            if metadata is None:
+                metadata = workflow_metadata(stream)
+            _write_video(stream, tmp, spec, crf, speed, audio_ref, progress, odd_size, metadata)
         result = _publish(tmp, final)
     except BaseException:
         if tmp.is_dir():
@@ -381,6 +383,22 @@ def save_video(
     finally:
         progress.close()
     return result
+
+
+def workflow_metadata(stream: FrameStream, prompt=None, extra_pnginfo=None) -> dict:
+    """Container tags for a saved video, as ComfyUI's own Save Video writes them: ``prompt``
+    (the API graph) and each ``extra_pnginfo`` entry (``workflow``), plus ``remaster`` (the chain
+    fingerprint, source and colour of the frames). Load Video's facts read them back."""
+    out: dict = {}
+    if prompt is not None:
+        out["prompt"] = prompt
+    for k, v in (extra_pnginfo or {}).items():
+        out[str(k)] = v
+    i = stream.info
+    out["remaster"] = {"fingerprint": stream.fingerprint, "source": os.path.basename(i.source or ""),
+                       "colour": {"matrix": i.color_matrix, "transfer": i.transfer,
+                                  "primaries": i.get_extra("color_primaries") or yuv.primaries_for(i.color_matrix)}}
+    return out
 
 
 def _tag_values(metadata: dict) -> dict:

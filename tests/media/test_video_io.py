@@ -334,3 +334,30 @@ def test_alpha_kept_as_mask_or_dropped(tmp_path):
     assert not dropped.info.has_mask and dropped.read().mask is None
     with pytest.raises(VideoError, match="alpha must be"):
         open_video(path, alpha="keep")
+
+
+def test_saved_videos_carry_the_workflow_and_load_video_reads_it(tmp_path):
+    import shutil
+
+    from nodes.video_io import RemasterSaveVideo
+    from remaster import routes
+
+    src = write_video(tmp_path / "plain.mp4", [colour_pattern(48, 64, i) for i in range(4)], fps=10)
+    prompt = {"1": {"class_type": "RemasterLoadVideo", "inputs": {}}, "2": {"class_type": "RemasterSaveVideo", "inputs": {}}}
+    workflow = {"nodes": [{"id": 1}, {"id": 2}], "links": []}
+    for fmt in ("h264_mp4", "prores_422hq_mov", "vp9_webm", "ffv1_mkv"):
+        res = RemasterSaveVideo().save(open_video(src), f"wf_{fmt}", fmt, speed="ultrafast", prompt=prompt,
+                                       extra_pnginfo={"workflow": workflow})
+        out = Path(res["result"][0])
+        tags = decode.embedded(decode.probe(out))
+        assert tags["prompt"] == prompt and tags["workflow"] == workflow, fmt
+        assert tags["remaster"]["source"] == "plain.mp4" and tags["remaster"]["colour"]["matrix"] == "bt709"
+    # Load Video's facts (the web UI's info route) say what made the file and how colours are read
+    shutil.copy(out, host.input_dir() / "made.mkv")
+    facts = routes.video_info({"filename": "made.mkv"})["source"]
+    assert "ComfyUI workflow embedded (2 nodes)" in facts["made_by"] and "Remaster chain" in facts["made_by"]
+    assert facts["colour"] == "bgr0, 8-bit RGB"
+    # a plain save (API/CLI, no prompt) still records the Remaster chain
+    plain = save_video(open_video(src), "plain", speed="ultrafast")
+    assert "remaster" in decode.embedded(decode.probe(plain))
+    assert "bt709" in routes.video_info({"filename": str(plain.name), "type": "output"})["source"]["colour"]
