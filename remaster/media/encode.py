@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import shutil
 import tempfile
 import uuid
@@ -204,7 +206,54 @@ class AudioPump:
             out.mux(packet)
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
         self.src.close()
+
+    # ---- in the background: audio is encoded in its own thread (as the ffmpeg CLI does) and
+    # its packets are muxed by the video thread, which alone touches the output container
+    _thread = None
+
+    def run_in_background(self) -> None:
+        """Encode all the audio in a background thread; :meth:`drain` muxes what is ready."""
+        self._q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._finished = False
+
+        class _Sink:
+            def mux(_self, packet) -> None:
+                if self._stop.is_set():
+                    raise InterruptedError
+                self._q.put(packet)
+
+        def run() -> None:
+            try:
+                self.pump(_Sink(), None)
+            except InterruptedError:
+                pass
+            except BaseException as exc:  # re-raised by drain in the video thread
+                self._error = exc
+            finally:
+                self._q.put(None)
+
+        self._thread = threading.Thread(target=run, name="remaster-audio", daemon=True)
+        self._thread.start()
+
+    def drain(self, out, wait: bool = False) -> None:
+        """Mux the audio packets encoded so far (all of them, waiting, when ``wait``)."""
+        while not self._finished:
+            try:
+                packet = self._q.get(block=wait)
+            except queue.Empty:
+                return
+            if packet is None:
+                self._finished = True
+                if self._error is not None:
+                    raise self._error
+                return
+            out.mux(packet)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +488,7 @@ def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref,
                 pump = AudioPump(out, audio_ref, spec["audio"])
             except Exception as exc:
                 raise EncodeError(f"cannot read the audio of '{audio_ref.path}': {exc}") from exc
+            pump.run_in_background()
         bits = 16 if spec.get("bits", 8) > 8 else 8
         index = 0
         pool = _converters()
@@ -463,13 +513,13 @@ def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref,
                     out.mux(packet)
             progress.update(n)
             if pump is not None:
-                pump.pump(out, index / float(fps))
+                pump.drain(out)
         if index != info.frame_count:
             raise EncodeError(f"the stream promised {info.frame_count} frames but gave {index}")
         for packet in vs.encode(None):
             out.mux(packet)
         if pump is not None:
-            pump.pump(out, None)
+            pump.drain(out, wait=True)
     finally:
         if pump is not None:
             pump.close()
