@@ -4,9 +4,10 @@
 * peak RSS of the same 10 s clip loaded the way core GetVideoComponents does it (all frames as
   one float32 tensor), for contrast;
 * time of our decode → encode passthrough vs the ffmpeg command line with the same codec and
-  preset (goal: ratio ≤ 1.15).
+  preset (goal: ratio ≤ 1.15), interleaved twice, best of each (the machine may be shared); our
+  time is measured after the imports (inside ComfyUI they are loaded already).
 
-    python bench/video_io.py [--fps 30] [--speed medium]
+    python bench/video_io.py [--fps 30] [--speed medium] [--no-long]
 """
 import argparse
 import json
@@ -31,26 +32,41 @@ def make_clip(path: Path, seconds: int, fps: int) -> Path:
 
 
 def job(*args) -> dict:
-    r = subprocess.run([sys.executable, str(JOB), *map(str, args)], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, str(JOB), *map(str, args)], capture_output=True, text=True)
+    if r.returncode != 0:  # e.g. the core-style load killed for memory on a small machine
+        return {"peak_mb": float("nan"), "seconds": float("nan"), "failed": r.returncode}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ffmpeg_passthrough(src: Path, dst: Path, speed: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(src), "-c:v", "libx264", "-preset", speed, "-crf", "18",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", str(dst)], check=True)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--speed", default="medium")
+    ap.add_argument("--no-long", action="store_true", help="skip the 60 s clip and the core-style load")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        short, long = make_clip(d / "10s.mp4", 10, a.fps), make_clip(d / "60s.mp4", 60, a.fps)
-        r10 = job("stream", short, d / "o10.mp4", a.speed)
-        r60 = job("stream", long, d / "o60.mp4", "ultrafast")
+        short = make_clip(d / "10s.mp4", 10, a.fps)
+        runs, t_ffs = [], []
+        for k in range(2):  # interleaved: both sides see the same load
+            runs.append(job("stream", short, d / f"o10_{k}.mp4", a.speed))
+            t_ffs.append(ffmpeg_passthrough(short, d / f"ff_{k}.mp4", a.speed))
+        r10 = min(runs, key=lambda r: r["seconds"])
+        t_ff = min(t_ffs)
         r60b = job("stream", short, d / "o10b.mp4", "ultrafast")
-        core = job("allframes", short)
-        t0 = time.perf_counter()
-        subprocess.run([FFMPEG, "-v", "error", "-i", str(short), "-c:v", "libx264", "-preset", a.speed, "-crf", "18",
-                        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", str(d / "ff.mp4")], check=True)
-        t_ff = time.perf_counter() - t0
+        nan = {"peak_mb": float("nan"), "seconds": float("nan")}
+        r60 = core = nan
+        if not a.no_long:
+            long = make_clip(d / "60s.mp4", 60, a.fps)
+            r60 = job("stream", long, d / "o60.mp4", "ultrafast")
+            core = job("allframes", short)
     print(f"1080p{a.fps} clips, x264 preset {a.speed}, crf 18")
     print(f"{'':44} {'peak RSS':>10} {'seconds':>9}")
     print(f"{'ours, load→save 10 s (ultrafast)':44} {r60b['peak_mb']:8.0f}MB {r60b['seconds']:9.1f}")

@@ -108,6 +108,12 @@ class RemasterLoadVideo:
                 "chunk_frames": ("INT", {"default": 0, "min": 0, "max": 1024,
                                          "tooltip": "Frames per chunk moving through the graph; 0 picks it from frame size and free memory."}),
             },
+            "optional": {
+                "hdr": (["tonemap", "keep"], {
+                    "tooltip": "HDR sources (PQ/HLG, BT.2020): tonemap gives SDR BT.709 frames (BT.2390 roll-off, "
+                               "mid-tones and skin unchanged); keep passes the HDR signal on and Save writes it "
+                               "with HDR tags (use a 10-bit format)."}),
+            },
         }
 
     @classmethod
@@ -129,7 +135,7 @@ class RemasterLoadVideo:
         return True
 
     def load(self, video, start_time=0.0, end_time=0.0, every_nth=1, resize="none", max_side=1280, width=0,
-             height=0, force_fps=0.0, alpha="drop", chunk_frames=0):
+             height=0, force_fps=0.0, alpha="drop", chunk_frames=0, hdr="tonemap"):
         path = video_path(video)
         if resize != "max_side" and max_side != 1280:
             log.warning("Load Video: max_side=%s is not used because resize is '%s' (set resize to max_side)",
@@ -147,6 +153,7 @@ class RemasterLoadVideo:
             force_fps=Fraction(force_fps).limit_denominator(1001) if force_fps else 0,
             alpha=alpha,
             chunk_size=chunk_frames,
+            hdr=hdr,
         )
         i = stream.info
         return (stream, float(i.fps), i.frame_count, i.width, i.height, i.duration)
@@ -182,18 +189,23 @@ class RemasterSaveVideo:
             "optional": {
                 "audio_override": ("AUDIO", {"tooltip": "Use this AUDIO instead of the stream's own audio."}),
                 "output_path": ("STRING", {"default": "", "tooltip": "API/CLI: exact output file path (must not exist). Empty: use filename_prefix."}),
+                "odd_size": (["pad", "crop"], {
+                    "tooltip": "Sizes a codec cannot take (odd sides for 4:2:0): pad repeats the edge pixels to the next "
+                               "even size, crop drops the last row/column. Lossless formats keep any size."}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
+            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     def save(self, frames, filename_prefix="remaster/video", format="h264_mp4", crf=18, speed="medium",
-             audio="stream", audio_override=None, output_path="", unique_id=None, prompt=None):
+             audio="stream", audio_override=None, output_path="", odd_size="pad", unique_id=None, prompt=None,
+             extra_pnginfo=None):
         keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         a = audio
         if audio_override is not None:
             a = audio_io.write_audio(audio_override)
         path = encode.save_video(frames, filename_prefix, format, crf, speed, a, output_path or None,
-                                 label="Save Video", node_id=unique_id)
+                                 label="Save Video", node_id=unique_id, odd_size=odd_size,
+                                 metadata=encode.workflow_metadata(frames, prompt, extra_pnginfo))
         return {"ui": {"videos": [preview.ui_entry(path, format)]}, "result": (str(path),)}
 
 

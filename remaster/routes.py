@@ -175,6 +175,7 @@ def video_info(q: Mapping[str, Any]) -> dict:
             "width": dw, "height": dh, "fps": float(p.fps), "fps_fraction": f"{p.fps.numerator}/{p.fps.denominator}",
             "frame_count": p.frame_count, "duration": round(p.duration, 6), "vfr": p.vfr,
             "rotation": p.rotation, "bit_depth": p.bit_depth, "has_alpha": p.has_alpha,
+            "colour": p.colour_note, "made_by": decode.made_by(p),
             "audio": None if p.audio is None else {
                 "codec": p.audio.codec, "sample_rate": p.audio.sample_rate, "channels": p.audio.channels,
             },

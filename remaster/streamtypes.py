@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Optional
 
@@ -55,6 +55,7 @@ class StreamInfo:
     scene_cuts: Optional[tuple] = None  # frame indices where a new shot starts (None = not analysed)
     chunk_size: int = 0  # 0 = automatic
     extra: tuple = ()  # free-form (key, value) pairs for stages that need to pass facts along
+    transfer: str = "bt709"  # transfer of the frames' values: bt709 (SDR), smpte2084 (PQ) or arib-std-b67 (HLG)
 
     @property
     def duration(self) -> float:
@@ -90,29 +91,59 @@ class StreamInfo:
 
 @dataclass
 class Chunk:
-    """A run of consecutive frames. ``start`` is the index of the first frame in its stream."""
+    """A run of consecutive frames. ``start`` is the index of the first frame in its stream.
+
+    ``native`` (optional) holds the same frames still in the decoder's form (e.g. YUV planes);
+    ``frames`` is then made from it only when first read. An encoder may write ``native`` as it
+    is while ``native_intact`` (nobody has read, and so possibly changed, ``frames``)."""
 
     start: int
     frames: torch.Tensor
     mask: Optional[torch.Tensor] = None
+    native: Optional[Any] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.frames.ndim != 4 or self.frames.shape[-1] != 3:
-            raise ValueError(f"chunk frames must be [n,H,W,3], got {tuple(self.frames.shape)}")
-        if self.mask is not None and tuple(self.mask.shape) != tuple(self.frames.shape[:3]):
-            raise ValueError(
-                f"chunk mask {tuple(self.mask.shape)} does not match frames {tuple(self.frames.shape)}"
-            )
+        if self._frames is None:
+            if self.native is None:
+                raise ValueError("a chunk needs frames or native frames")
+            shape = tuple(self.native.shape)  # (n, H, W)
+        else:
+            if self._frames.ndim != 4 or self._frames.shape[-1] != 3:
+                raise ValueError(f"chunk frames must be [n,H,W,3], got {tuple(self._frames.shape)}")
+            shape = tuple(self._frames.shape[:3])
+        if self.mask is not None and tuple(self.mask.shape) != shape:
+            raise ValueError(f"chunk mask {tuple(self.mask.shape)} does not match frames {shape}")
+
+    @property
+    def native_intact(self) -> bool:
+        return self.native is not None and self._frames is None
 
     def __len__(self) -> int:
-        return int(self.frames.shape[0])
+        return int(self._frames.shape[0]) if self._frames is not None else int(self.native.shape[0])
 
     @property
     def stop(self) -> int:
         return self.start + len(self)
 
     def with_(self, **changes: Any) -> "Chunk":
-        return dataclasses.replace(self, **changes)
+        kw = dict(start=self.start, frames=self._frames, mask=self.mask, native=self.native)
+        if "frames" in changes:
+            kw["native"] = None
+        kw.update(changes)
+        return Chunk(**kw)
+
+
+def _get_frames(self: Chunk) -> torch.Tensor:
+    if self._frames is None:
+        self._frames = self.native.to_rgb()
+    return self._frames
+
+
+def _set_frames(self: Chunk, value: Optional[torch.Tensor]) -> None:
+    self._frames = value
+
+
+Chunk.frames = property(_get_frames, _set_frames)  # type: ignore[assignment]  # lazy when native
 
 
 def default_chunk_size(width: int, height: int, budget_bytes: Optional[int] = None) -> int:

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import math
 import os
 import queue
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 
 from ..stream import AudioRef, Chunk, FrameStream, StreamInfo, fingerprint_of
+from . import hdr as hdr_mod
+from . import yuv
 
 log = logging.getLogger("remaster.media")
 
@@ -52,6 +56,27 @@ class Probe:
     color_matrix: str
     audio: Optional[AudioRef]
     vfr: bool
+    color_primaries: str = "bt709"
+    transfer: str = "bt709"
+    matrix_guessed: bool = False  # the file has no matrix tag: guessed by size like players do
+    metadata: tuple = ()  # container tags as (key, value) pairs
+
+    @property
+    def hdr(self) -> bool:
+        return self.transfer in yuv.HDR_TRANSFERS
+
+    @property
+    def colour_note(self) -> str:
+        """One line on how colours are read (shown in Load Video's facts)."""
+        if self.pix_fmt.startswith(_RGB_PREFIXES):
+            return f"{self.pix_fmt}, {self.bit_depth}-bit RGB"
+        rng = "full" if self.color_range == "pc" else "limited"
+        text = f"{self.pix_fmt}, {self.bit_depth}-bit, {rng} range, matrix {self.color_matrix}"
+        if self.matrix_guessed:
+            text += " (untagged: guessed from the frame size, as players do)"
+        if self.hdr:
+            text += f", HDR {'PQ' if self.transfer == 'smpte2084' else 'HLG'} {self.color_primaries}"
+        return text
 
     @property
     def frame_count(self) -> int:
@@ -73,7 +98,7 @@ class Probe:
 
 _probe_cache: dict = {}
 
-_MATRIX_NAMES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc", 10: "bt2020c", 7: "smpte240m"}
+_RGB_PREFIXES = ("rgb", "bgr", "gbr", "argb", "abgr", "pal", "gray", "0rgb", "0bgr")
 
 
 def _open(path: str):
@@ -144,20 +169,29 @@ def probe(path: str | os.PathLike) -> Probe:
         # rotation: decode one frame's display matrix when the stream carries one
         rotation = 0
         color_range = "tv"
-        matrix = ""
+        matrix = primaries = transfer = ""
         container.seek(0)
         try:
             for frame in container.decode(vs):
                 rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
                 color_range = "pc" if int(frame.color_range or 0) == 2 else "tv"
-                matrix = _MATRIX_NAMES.get(int(frame.colorspace or 0), "")
+                matrix = yuv.MATRIX_NAMES.get(int(frame.colorspace or 0), "")
+                primaries = yuv.PRIMARIES_NAMES.get(int(frame.color_primaries or 0), "")
+                transfer = yuv.TRC_NAMES.get(int(frame.color_trc or 0), "")
                 break
         except av.FFmpegError:
             pass
-        if not matrix:
-            matrix = "bt709" if vs.height >= 720 else "smpte170m"
-        if pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal", "gray")):
+        if pix_fmt.startswith("yuvj"):
             color_range = "pc"
+        guessed = not matrix
+        if guessed:
+            matrix = yuv.guess_matrix(vs.width, vs.height)
+        primaries = primaries or yuv.primaries_for(matrix)
+        transfer = transfer or ("bt709" if primaries != "bt2020" else "bt2020-10")
+        if pix_fmt.startswith(_RGB_PREFIXES):
+            color_range = "pc"
+            guessed = False
+        metadata = tuple((str(k), str(v)) for k, v in (container.metadata or {}).items())
         audio = None
         if container.streams.audio:
             a = container.streams.audio[0]
@@ -188,12 +222,44 @@ def probe(path: str | os.PathLike) -> Probe:
             color_matrix=matrix,
             audio=audio,
             vfr=vfr,
+            color_primaries=primaries,
+            transfer=transfer,
+            matrix_guessed=guessed,
+            metadata=metadata,
         )
     finally:
         container.close()
     if key is not None:
         _probe_cache[key] = result
     return result
+
+
+def embedded(p: Probe) -> dict:
+    """What a saved video says about how it was made: ``prompt``, ``workflow`` and ``remaster``
+    container tags (JSON) as Save Video (ours, ComfyUI core's, VHS's) writes them."""
+    out = {}
+    for k, v in p.metadata:
+        if k.lower() in ("prompt", "workflow", "remaster", "comment"):
+            try:
+                out[k.lower()] = json.loads(v)
+            except ValueError:
+                if k.lower() != "comment":
+                    out[k.lower()] = v
+    return out
+
+
+def made_by(p: Probe) -> str:
+    """One line for Load Video's facts: the workflow embedded in the file, if any."""
+    e = embedded(p)
+    parts = []
+    if "workflow" in e or "prompt" in e:
+        g = e.get("prompt") if isinstance(e.get("prompt"), dict) else {}
+        parts.append(("ComfyUI workflow" if "workflow" in e else "ComfyUI prompt") + " embedded"
+                     + (f" ({len(g)} nodes)" if g else ""))
+    r = e.get("remaster")
+    if isinstance(r, dict):
+        parts.append(f"Remaster chain {r.get('fingerprint', '?')} from {r.get('source') or '?'}")
+    return "; ".join(parts)
 
 
 def even(x: float) -> int:
@@ -240,28 +306,6 @@ def frame_plan(p: Probe, start: float, end: float, fps: Fraction, every_nth: int
     return plan
 
 
-def _to_rgb(frame: "av.VideoFrame", p: Probe, size: tuple[int, int], keep_alpha: bool) -> np.ndarray:
-    """Convert a decoded frame to integer RGB (or RGBA) ``[H,W,C]`` at ``size`` (unrotated):
-    uint8 for 8-bit sources, uint16 for deeper ones. BT.601/709/2020 matrix and range from the
-    file, accurate rounding (the fast path drifts ≈1 level darker)."""
-    w, h = size
-    deep = p.bit_depth > 8
-    if keep_alpha and p.has_alpha:
-        fmt = "rgba64le" if deep else "rgba"
-    else:
-        fmt = "rgb48le" if deep else "rgb24"
-    kwargs = {}
-    if not p.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal", "gray")):
-        kwargs = dict(
-            src_colorspace={"bt709": "ITU709", "bt2020nc": "BT2020", "bt2020c": "BT2020", "smpte240m": "SMPTE240M"}.get(p.color_matrix, "ITU601"),
-            src_color_range="JPEG" if p.color_range == "pc" else "MPEG",
-            dst_color_range="JPEG",
-        )
-    scaler = Interpolation.LANCZOS if (w, h) != (frame.width, frame.height) else Interpolation.BILINEAR
-    flags = scaler | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-    return frame.reformat(width=w, height=h, format=fmt, interpolation=flags, **kwargs).to_ndarray()
-
-
 class _BufferPool:
     """Reuses chunk buffers that no consumer holds any more. Fresh 100+ MB buffers cost a page
     fault per 4 KiB on first touch, which was half of the decoder's time at 1080p. A buffer is
@@ -291,15 +335,115 @@ class _BufferPool:
         return t
 
 
-def _store(raw: np.ndarray, rotation: int, rgb_out: np.ndarray, alpha_out: Optional[np.ndarray]) -> None:
-    """Scale integer pixels to 0..1 float32 straight into the chunk buffer (one pass, no temps)."""
-    scale = np.float32(1.0 / (65535.0 if raw.dtype == np.uint16 else 255.0))
-    k = (rotation // 90) % 4
-    if k:
-        raw = np.rot90(raw, k=k, axes=(0, 1))
-    np.multiply(raw[..., :3], scale, out=rgb_out, casting="unsafe")
-    if alpha_out is not None:
-        np.multiply(raw[..., 3], scale, out=alpha_out, casting="unsafe")
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def _workers() -> ThreadPoolExecutor:
+    """Threads that convert the frames of a chunk in parallel (OpenCV and swscale release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="remaster-yuv")
+    return _POOL
+
+
+def _planar_equivalent(pix_fmt: str, bits: int) -> Optional[str]:
+    """The planar YUV format we convert from for semi-planar/packed YUV (NV12, P010, YUYV...)."""
+    if pix_fmt.startswith(_RGB_PREFIXES) or yuv.layout_of(pix_fmt) is not None:
+        return None
+    try:
+        probe_frame = av.VideoFrame(16, 16, pix_fmt)
+        c = av.VideoFormat(pix_fmt).components
+    except Exception:
+        return None
+    if len(c) < 3:
+        return None
+    sub = "444" if c[1].width == 16 and c[1].height == 16 else ("422" if c[1].height == 16 else "420")
+    del probe_frame
+    depth = "" if bits <= 8 else f"{min(16, 10 if bits <= 10 else (12 if bits <= 12 else 16))}le"
+    return f"yuv{sub}p{depth}"
+
+
+class _Converter:
+    """Turns the decoded frames of one chunk into float32 RGB ``[n,H,W,3]`` (0..1): resize in
+    YUV, our YUV → RGB (see :mod:`.yuv`), rotation, HDR tone mapping; one pass per frame, frames
+    in parallel, into reused buffers."""
+
+    def __init__(self, p: Probe, dec_size: tuple, rotation: int, tonemap: bool) -> None:
+        self.p = p
+        self.dec_w, self.dec_h = dec_size
+        self.rotation = rotation
+        self.out_h, self.out_w = (self.dec_w, self.dec_h) if rotation % 180 else (self.dec_h, self.dec_w)
+        self.tonemap = tonemap and p.hdr
+        self.planar = p.pix_fmt if yuv.layout_of(p.pix_fmt) is not None else _planar_equivalent(p.pix_fmt, p.bit_depth)
+        self.lay = yuv.layout_of(self.planar) if self.planar else None
+        self.aff = yuv._affine(p.color_matrix, self.lay.bits, p.color_range == "pc") if self.lay else None
+        self.pool = _BufferPool()
+
+    def _prepared(self, fr: "av.VideoFrame") -> "av.VideoFrame":
+        if self.planar and fr.format.name != self.planar:
+            fr = fr.reformat(format=self.planar)
+        if (fr.width, fr.height) != (self.dec_w, self.dec_h):
+            fr = fr.reformat(width=self.dec_w, height=self.dec_h, interpolation=Interpolation.LANCZOS)
+        return fr
+
+    def _one(self, fr: "av.VideoFrame", out: np.ndarray) -> None:
+        fr = self._prepared(fr)
+        k = (self.rotation // 90) % 4
+        target = out if not k else np.empty((self.dec_h, self.dec_w, 3), np.float32)
+        if self.lay is not None:
+            yuv.frame_to_rgb(fr, self.lay, self.aff, target)
+        else:  # RGB, grey and palette sources: no colour matrix involved
+            deep = self.p.bit_depth > 8
+            raw = fr.reformat(format="rgb48le" if deep else "rgb24").to_ndarray()
+            np.multiply(raw, np.float32(1.0 / (65535.0 if deep else 255.0)), out=target, casting="unsafe")
+        if k:
+            out[...] = np.rot90(target, k=k, axes=(0, 1))
+
+    def rgb(self, frames: list) -> torch.Tensor:
+        buf = self.pool.get((len(frames), self.out_h, self.out_w, 3))
+        o = buf.numpy()
+        list(_workers().map(lambda i: self._one(frames[i], o[i]), range(len(frames))))
+        if self.tonemap:
+            for i in range(0, len(frames), 4):
+                buf[i : i + 4] = hdr_mod.to_sdr(buf[i : i + 4], self.p.transfer)
+        return buf
+
+    def alpha(self, frames: list) -> torch.Tensor:
+        """The alpha channel as a mask ``[n,H,W]`` (alpha is always full range)."""
+        out = torch.empty(len(frames), self.out_h, self.out_w)
+        k = (self.rotation // 90) % 4
+        for i, fr in enumerate(frames):
+            if (fr.width, fr.height) != (self.dec_w, self.dec_h):
+                fr = fr.reformat(width=self.dec_w, height=self.dec_h, interpolation=Interpolation.LANCZOS)
+            if self.lay is not None and self.lay.alpha:
+                a = yuv._plane(fr, 3, self.lay.dtype).astype(np.float32) / float((1 << self.lay.bits) - 1)
+            else:
+                deep = self.p.bit_depth > 8
+                raw = fr.reformat(format="rgba64le" if deep else "rgba").to_ndarray()[..., 3]
+                a = raw.astype(np.float32) / (65535.0 if deep else 255.0)
+            out[i] = torch.from_numpy(np.ascontiguousarray(np.rot90(a, k=k)) if k else a)
+        return out
+
+
+class NativeFrames:
+    """The decoded frames of a chunk as the decoder gave them (YUV planes, source size, not
+    rotated). ``Chunk.frames`` is made from them only when a stage reads it; an encoder writes
+    them as they are when no stage did (passthrough at the speed of the codecs)."""
+
+    def __init__(self, frames: list, conv: _Converter) -> None:
+        self.frames = frames
+        self.conv = conv
+        self.shape = (len(frames), conv.out_h, conv.out_w)
+        p = conv.p
+        self.pix_fmt = frames[0].format.name
+        self.width, self.height = frames[0].width, frames[0].height
+        # what the planes mean, and whether they equal the converted frames' geometry
+        self.matrix, self.full_range, self.transfer = p.color_matrix, p.color_range == "pc", p.transfer
+        self.primaries = p.color_primaries
+        self.same_geometry = conv.rotation == 0 and (conv.dec_w, conv.dec_h) == (self.width, self.height)
+
+    def to_rgb(self) -> torch.Tensor:
+        return self.conv.rgb(self.frames)
 
 
 def open_video(
@@ -314,9 +458,15 @@ def open_video(
     alpha: str = "drop",
     auto_rotate: bool = True,
     chunk_size: int = 0,
+    hdr: str = "tonemap",
 ) -> FrameStream:
-    """A lazy stream of a video file's frames (see the module docstring)."""
+    """A lazy stream of a video file's frames (see the module docstring).
+
+    ``hdr``: for PQ/HLG sources, "tonemap" gives SDR BT.709 frames (see :mod:`.hdr`), "keep"
+    gives the HDR signal itself (non-linear BT.2020 R'G'B'; the stream info says which)."""
     path = str(path)
+    if hdr not in ("tonemap", "keep"):
+        raise VideoError(f"hdr must be 'tonemap' or 'keep', got '{hdr}'")
     if every_nth < 1:
         raise VideoError(f"every_nth must be ≥ 1, got {every_nth}")
     if alpha not in ("drop", "mask"):
@@ -348,6 +498,7 @@ def open_video(
             channels=p.audio.channels,
             codec=p.audio.codec,
         )
+    tonemap = p.hdr and hdr == "tonemap"
     info = StreamInfo(
         fps=out_fps,
         frame_count=n_out,
@@ -355,21 +506,28 @@ def open_video(
         height=oh,
         source=p.path,
         color_range=p.color_range,
-        color_matrix=p.color_matrix,
+        color_matrix="bt709" if tonemap else p.color_matrix,
         bit_depth=p.bit_depth,
         has_mask=keep_alpha,
         audio=audio,
         chunk_size=int(chunk_size or 0),
+        transfer="bt709" if tonemap else p.transfer,
     )
+    info = info.set_extra("color_primaries", "bt709" if tonemap else p.color_primaries)
+    note = p.colour_note + ("; tone-mapped to SDR BT.709 (BT.2390)" if tonemap else "")
+    info = info.set_extra("colour", note)
+    if p.matrix_guessed:
+        log.info("%s: %s", os.path.basename(path), note)
     st = os.stat(path)
     params = dict(
         start=float(start_time), end=float(end_time), nth=every_nth, size=(ow, oh), fps=str(fps),
-        alpha=alpha, rot=rotation,
+        alpha=alpha, rot=rotation, hdr=hdr if p.hdr else "",
     )
     fp = fingerprint_of("video", p.path, st.st_size, st.st_mtime_ns, params)
 
     def producer(_self: FrameStream, size: int) -> Iterator[Chunk]:
-        yield from _prefetched(lambda: _decode_chunks(p, plan, dec_size, rotation, keep_alpha, size))
+        conv = _Converter(p, dec_size, rotation, tonemap)
+        yield from _prefetched(lambda: _decode_chunks(p, plan, conv, keep_alpha, size))
 
     def seek(size: int, a: int, b: int) -> Iterator[Chunk]:  # a range: seek, decode only that
         for ch in _prefetched(lambda: _decode_chunks(p, plan[a:b], dec_size, rotation, keep_alpha, size)):
@@ -427,9 +585,11 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
         thread.join(timeout=10)
 
 
-def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bool, size: int) -> Iterator[Chunk]:
+def _decode_chunks(p: Probe, plan: list, conv: _Converter, keep_alpha: bool, size: int) -> Iterator[Chunk]:
+    """Decode the planned frames into chunks of :class:`NativeFrames` (converted lazily)."""
     if not plan:
         return
+    name = os.path.basename(p.path)
     container = _open(p.path)
     try:
         vs = container.streams.video[0]
@@ -439,15 +599,11 @@ def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bo
         if first_needed > 0:
             target = int((first_needed + p.t0) / tb)
             container.seek(target, stream=vs, backward=True, any_frame=False)
-        out_h, out_w = (dec_size[0], dec_size[1]) if rotation % 180 else (dec_size[1], dec_size[0])
         total = len(plan)
-        pool = _BufferPool()
-        buf = alpha = None
-        filled = 0
+        batch: list = []
         chunk_start = 0
         cur_idx = -1
-        cur_raw = None
-        cur = None  # converted (rgb, alpha) of cur_raw, made only when an output needs it
+        cur = None
         decoded = container.decode(vs)
         exhausted = False
         for k in plan:
@@ -458,7 +614,7 @@ def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bo
                     exhausted = True
                     break
                 except av.FFmpegError as exc:
-                    log.warning("%s: decoding stopped early (%s); holding the last frame", p.path, exc)
+                    log.warning("%s: decoding stopped early (%s); holding the last frame", name, exc)
                     exhausted = True
                     break
                 if fr.pts is not None:
@@ -466,22 +622,16 @@ def _decode_chunks(p: Probe, plan: list, dec_size, rotation: int, keep_alpha: bo
                     idx = min(bisect.bisect_left(p.times, t - 1e-6), len(p.times) - 1)
                 else:
                     idx = cur_idx + 1
-                cur_raw, cur_idx, cur = fr, idx, None
-            if cur_raw is None:
-                raise VideoError(
-                    f"'{os.path.basename(p.path)}': no frame could be decoded (damaged or truncated file)"
-                )
+                cur, cur_idx = fr, idx
             if cur is None:
-                cur = _to_rgb(cur_raw, p, dec_size, keep_alpha)
-            if buf is None:  # chunks are filled in place: no per-frame list, no stacking copy
-                n = min(size, total - chunk_start)
-                buf = pool.get((n, out_h, out_w, 3))
-                alpha = torch.empty(n, out_h, out_w) if keep_alpha else None
-            _store(cur, rotation, buf.numpy()[filled], alpha.numpy()[filled] if keep_alpha else None)
-            filled += 1
-            if filled == buf.shape[0]:
-                chunk, buf, filled = Chunk(chunk_start, buf, alpha), None, 0
-                chunk_start += chunk.frames.shape[0]
+                raise VideoError(f"'{name}': no frame could be decoded (damaged or truncated file); re-export or re-copy it")
+            batch.append(cur)
+            if len(batch) == min(size, total - chunk_start):
+                native = NativeFrames(batch, conv)
+                mask = conv.alpha(batch) if keep_alpha else None
+                chunk = Chunk(chunk_start, None, mask, native=native)
+                chunk_start += len(batch)
+                batch = []
                 yield chunk
     finally:
         container.close()

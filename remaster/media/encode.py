@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -29,6 +33,7 @@ import torch
 
 from .. import host
 from ..stream import AudioRef, FrameStream
+from . import yuv
 
 log = logging.getLogger("remaster.media")
 
@@ -201,7 +206,54 @@ class AudioPump:
             out.mux(packet)
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
         self.src.close()
+
+    # ---- in the background: audio is encoded in its own thread (as the ffmpeg CLI does) and
+    # its packets are muxed by the video thread, which alone touches the output container
+    _thread = None
+
+    def run_in_background(self) -> None:
+        """Encode all the audio in a background thread; :meth:`drain` muxes what is ready."""
+        self._q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._finished = False
+
+        class _Sink:
+            def mux(_self, packet) -> None:
+                if self._stop.is_set():
+                    raise InterruptedError
+                self._q.put(packet)
+
+        def run() -> None:
+            try:
+                self.pump(_Sink(), None)
+            except InterruptedError:
+                pass
+            except BaseException as exc:  # re-raised by drain in the video thread
+                self._error = exc
+            finally:
+                self._q.put(None)
+
+        self._thread = threading.Thread(target=run, name="remaster-audio", daemon=True)
+        self._thread.start()
+
+    def drain(self, out, wait: bool = False) -> None:
+        """Mux the audio packets encoded so far (all of them, waiting, when ``wait``)."""
+        while not self._finished:
+            try:
+                packet = self._q.get(block=wait)
+            except queue.Empty:
+                return
+            if packet is None:
+                self._finished = True
+                if self._error is not None:
+                    raise self._error
+                return
+            out.mux(packet)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,25 +277,80 @@ def _quantize(frames: torch.Tensor, bits: int) -> np.ndarray:
     return x.to(torch.int32).numpy().astype(np.uint16)
 
 
-def _to_video_frame(rgb: np.ndarray, spec: dict) -> "av.VideoFrame":
+def _rgb_frame(rgb: np.ndarray, spec: dict) -> "av.VideoFrame":
+    """Integer RGB → the preset's RGB pixel format (lossless formats: no colour matrix)."""
     deep = rgb.dtype == np.uint16
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
-    if spec.get("rgb"):
-        out = frame.reformat(format=spec["pix_fmt"])
-        return out
-    out = frame.reformat(
-        format=spec["pix_fmt"],
-        src_colorspace="ITU709",
-        dst_colorspace="ITU709",
-        src_color_range="JPEG",
-        dst_color_range="MPEG",
-        interpolation=_ENC_FLAGS,
+    return av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24").reformat(format=spec["pix_fmt"])
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Colour tags of an output file (FFmpeg names) and the matrix its YUV is made with."""
+
+    matrix: str = "bt709"
+    primaries: str = "bt709"
+    transfer: str = "bt709"
+
+    def apply(self, target) -> None:
+        """Set the tags on a codec context or frame (limited range)."""
+        target.colorspace = yuv.MATRIX_IDS.get(self.matrix, 1)
+        target.color_primaries = yuv.PRIMARIES_IDS.get(self.primaries, 1)
+        target.color_trc = yuv.TRC_IDS.get(self.transfer, 1)
+        target.color_range = 1
+
+
+def output_tags(info) -> Tags:
+    """The stream's own colour (so an untouched picture keeps its YUV values), BT.709 if unknown."""
+    matrix = info.color_matrix if info.color_matrix in yuv.MATRIX_IDS else "bt709"
+    primaries = info.get_extra("color_primaries") or yuv.primaries_for(matrix)
+    transfer = info.transfer if info.transfer in yuv.TRC_IDS else "bt709"
+    return Tags(matrix, primaries, transfer)
+
+
+def aligned_size(w: int, h: int, spec: dict, odd_size: str) -> tuple[int, int]:
+    """The encoded size: lossless RGB formats keep any size; subsampled YUV needs multiples of
+    the chroma block, reached by padding (edge pixels repeated) or cropping."""
+    lay = None if spec.get("rgb") else yuv.layout_of(spec["pix_fmt"])
+    if lay is None:
+        return w, h
+    ax, ay = 1 << lay.sub_x, 1 << lay.sub_y
+    if odd_size == "crop":
+        return max(ax, w // ax * ax), max(ay, h // ay * ay)
+    return -(-w // ax) * ax, -(-h // ay) * ay
+
+
+def _fit(frames: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    """Pad (replicating the edge) or crop ``[n,H,W,3]`` to ``h×w``."""
+    n, fh, fw, _ = frames.shape
+    frames = frames[:, : min(fh, h), : min(fw, w)]
+    if fh < h or fw < w:
+        x = frames.permute(0, 3, 1, 2)
+        x = torch.nn.functional.pad(x, (0, max(0, w - fw), 0, max(0, h - fh)), mode="replicate")
+        frames = x.permute(0, 2, 3, 1)
+    return frames
+
+
+def _native_usable(chunk, tags: Tags, spec: dict, size: tuple) -> bool:
+    """Whether a chunk's decoded YUV can be written as it is (nobody read its frames)."""
+    n = chunk.native if chunk.native_intact else None
+    return (
+        n is not None and n.same_geometry and (n.width, n.height) == size and not spec.get("rgb")
+        and _same_subsampling(n.pix_fmt, spec["pix_fmt"]) and not n.full_range and n.matrix == tags.matrix and n.transfer == tags.transfer
     )
-    out.colorspace = 1  # BT.709 matrix
-    out.color_range = 1  # limited (MPEG)
-    out.color_primaries = 1
-    out.color_trc = 1
-    return out
+
+
+def _same_subsampling(a: str, b: str) -> bool:
+    la, lb = yuv.layout_of(a), yuv.layout_of(b)
+    return la is not None and lb is not None and (la.sub_x, la.sub_y) == (lb.sub_x, lb.sub_y)
+
+
+def _native_frames(chunk, spec: dict, tags: Tags):
+    for fr in chunk.native.frames:
+        if fr.format.name != spec["pix_fmt"]:  # bit depth only: same matrix, range and subsampling
+            fr = fr.reformat(format=spec["pix_fmt"], interpolation=_ENC_FLAGS)
+        fr.pict_type = 0  # let the encoder place keyframes, as ffmpeg does
+        tags.apply(fr)
+        yield fr
 
 
 def resolve_preset(fmt: str) -> dict:
@@ -266,13 +373,19 @@ def save_video(
     output_path: Optional[str | os.PathLike] = None,
     label: str = "Save Video",
     node_id: Optional[str] = None,
+    odd_size: str = "pad",
+    metadata: Optional[dict] = None,
 ) -> Path:
     """Encode ``stream`` and return the final path (a folder for PNG sequences).
 
     ``audio``: "stream" (the stream's own audio, if any), None/"none" (no audio), or an AudioRef.
     ``output_path``: an exact destination (CLI); otherwise ``prefix_NNNNN.ext`` in the output
-    folder.
+    folder. ``odd_size``: "pad" (repeat the edge) or "crop" to the codec's chroma alignment.
+    ``metadata``: container tags (values that are not strings are stored as JSON), e.g. the
+    ComfyUI prompt and workflow.
     """
+    if odd_size not in ("pad", "crop"):
+        raise EncodeError(f"odd_size must be 'pad' or 'crop', got '{odd_size}'")
     spec = resolve_preset(fmt)
     if speed not in SPEEDS:
         raise EncodeError(f"speed must be one of {', '.join(SPEEDS)}, got '{speed}'")
@@ -306,7 +419,9 @@ def save_video(
         if spec["kind"] == "images":
             _write_images(stream, tmp, spec, audio_ref, progress)
         else:
-            _write_video(stream, tmp, spec, crf, speed, audio_ref, progress)
+            if metadata is None:
+                metadata = workflow_metadata(stream)
+            _write_video(stream, tmp, spec, crf, speed, audio_ref, progress, odd_size, metadata)
         result = _publish(tmp, final)
     except BaseException:
         if tmp.is_dir():
@@ -319,60 +434,107 @@ def save_video(
     return result
 
 
-def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref, progress) -> None:
+def workflow_metadata(stream: FrameStream, prompt=None, extra_pnginfo=None) -> dict:
+    """Container tags for a saved video, as ComfyUI's own Save Video writes them: ``prompt``
+    (the API graph) and each ``extra_pnginfo`` entry (``workflow``), plus ``remaster`` (the chain
+    fingerprint, source and colour of the frames). Load Video's facts read them back."""
+    out: dict = {}
+    if prompt is not None:
+        out["prompt"] = prompt
+    for k, v in (extra_pnginfo or {}).items():
+        out[str(k)] = v
+    i = stream.info
+    out["remaster"] = {"fingerprint": stream.fingerprint, "source": os.path.basename(i.source or ""),
+                       "colour": {"matrix": i.color_matrix, "transfer": i.transfer,
+                                  "primaries": i.get_extra("color_primaries") or yuv.primaries_for(i.color_matrix)}}
+    return out
+
+
+def _tag_values(metadata: dict) -> dict:
+    return {str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in metadata.items()}
+
+
+def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref, progress, odd_size: str = "pad",
+                 metadata: Optional[dict] = None) -> None:
     info = stream.info
     fps = Fraction(info.fps).limit_denominator(1_000_000)
-    out = av.open(str(tmp), mode="w", format=spec["container"], options=spec.get("container_options", {}))
+    options = dict(spec.get("container_options", {}))
+    if spec["container"] in ("mp4", "mov"):  # free-form tags (prompt, workflow) need this flag
+        options["movflags"] = (options.get("movflags", "") + "+use_metadata_tags").lstrip("+") if options.get("movflags") else "use_metadata_tags"
+    out = av.open(str(tmp), mode="w", format=spec["container"], options=options)
     pump = None
     try:
+        for k, v in _tag_values(metadata or {}).items():
+            out.metadata[k] = v
+        tags = output_tags(info)
+        w, h = aligned_size(info.width, info.height, spec, odd_size)
+        if (w, h) != (info.width, info.height):
+            log.warning("%s: %dx%d %s to %dx%d (%s needs sides divisible by its chroma block)", tmp.name[14:],
+                        info.width, info.height, "padded" if odd_size == "pad" else "cropped", w, h, spec["label"])
+        if info.transfer in yuv.HDR_TRANSFERS and spec.get("bits", 8) <= 8:
+            log.warning("HDR (%s) written in an 8-bit format: expect banding; h265_10bit_mp4 keeps 10 bits", info.transfer)
         vs = out.add_stream(spec["codec"], rate=fps)
-        vs.width, vs.height = info.width, info.height
-        if (info.width % 2 or info.height % 2) and "420" in spec["pix_fmt"]:
-            raise EncodeError(
-                f"{spec['label']} needs even width and height, the stream is {info.width}x{info.height}; "
-                "resize (e.g. Load Video's resize) or use ffv1_mkv / png_sequence"
-            )
+        vs.width, vs.height = w, h
         vs.pix_fmt = spec["pix_fmt"]
         vs.time_base = Fraction(1, 1) / fps if fps.denominator < 100000 else Fraction(1, 90000)
         vs.options = _fill(spec.get("options", {}), crf, speed)
         if spec.get("codec_tag"):
             vs.codec_tag = spec["codec_tag"]
         if not spec.get("rgb"):
-            cc = vs.codec_context
-            cc.colorspace = 1
-            cc.color_range = 1
-            cc.color_primaries = 1
-            cc.color_trc = 1
+            tags.apply(vs.codec_context)
         vs.thread_type = "AUTO"
         if audio_ref is not None:
             try:
                 pump = AudioPump(out, audio_ref, spec["audio"])
             except Exception as exc:
                 raise EncodeError(f"cannot read the audio of '{audio_ref.path}': {exc}") from exc
+            pump.run_in_background()
         bits = 16 if spec.get("bits", 8) > 8 else 8
         index = 0
+        pool = _converters()
         for chunk in stream.chunks():
-            arr = _quantize(chunk.frames, bits)
-            for i in range(arr.shape[0]):
-                vf = _to_video_frame(arr[i], spec)
+            if _native_usable(chunk, tags, spec, (w, h)):
+                frames = _native_frames(chunk, spec, tags)
+            elif spec.get("rgb"):
+                arr = _quantize(_fit(chunk.frames, w, h), bits)
+                frames = (_rgb_frame(arr[i], spec) for i in range(arr.shape[0]))
+            else:
+                x = _fit(chunk.frames, w, h).contiguous().numpy()
+                frames = pool.map(lambda i: yuv.rgb_to_frame(x[i], spec["pix_fmt"], tags.matrix), range(x.shape[0]))
+            n = 0
+            for vf in frames:
+                if not spec.get("rgb"):
+                    tags.apply(vf)
                 vf.pts = index
                 vf.time_base = Fraction(1) / fps
                 index += 1
+                n += 1
                 for packet in vs.encode(vf):
                     out.mux(packet)
-            progress.update(arr.shape[0])
+            progress.update(n)
             if pump is not None:
-                pump.pump(out, index / float(fps))
+                pump.drain(out)
         if index != info.frame_count:
             raise EncodeError(f"the stream promised {info.frame_count} frames but gave {index}")
         for packet in vs.encode(None):
             out.mux(packet)
         if pump is not None:
-            pump.pump(out, None)
+            pump.drain(out, wait=True)
     finally:
         if pump is not None:
             pump.close()
         out.close()
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def _converters() -> ThreadPoolExecutor:
+    """Threads that convert RGB to YUV a frame each (OpenCV releases the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="remaster-enc")
+    return _POOL
 
 
 def _write_images(stream, tmp_dir: Path, spec: dict, audio_ref, progress) -> None:

@@ -6,7 +6,9 @@
   padding instead of image) gets no weight and the rest of the overlap is cross-faded linearly,
   so the tiled result has no seams. The tile size comes from free memory, several frames share
   one forward pass, and an out-of-memory error halves the batch, then the tile, and retries.
-* Precision: fp16 on CUDA, bf16 + channels_last on CPUs with AMX / AVX-512-BF16, else fp32.
+* Precision: fp16 on CUDA; on a CPU "auto" measures, once per model and process, bf16 +
+  channels_last (only where the CPU has native bf16), fp32 channels_last and fp32 NCHW, and
+  the tile size, and keeps the fastest (:func:`autotune_cpu`).
 * Any output size: the model's native scale is resized to the requested scale or height with an
   antialiased bicubic filter (a proper low-pass when shrinking, e.g. x4 model -> x2 output).
 * Two-model blend with an opacity, and Real-ESRGAN's denoise-strength control for
@@ -131,6 +133,70 @@ def pick_precision(device: torch.device, precision: str = "auto", desc=None) -> 
     return dtype, channels_last
 
 
+_TUNED: dict = {}
+
+
+def _time_forward(model, x: torch.Tensor, repeats: int = 2) -> float:
+    import time
+
+    with torch.inference_mode():
+        model(x)  # warm-up (oneDNN picks its kernels on the first call)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def autotune_cpu(desc, overlap: int = 24) -> tuple[torch.dtype, bool, int]:
+    """(dtype, channels_last, tile) measured on this CPU for this model, once per process.
+
+    Candidates: bf16 + channels_last where the CPU has native bf16 (AMX / AVX-512-BF16), fp32
+    channels_last and fp32 NCHW, timed on a 64-px input; then, if a forward is cheap enough to
+    try, 128- against 192-px tiles for the winner (cost per pixel net of the overlap). Set
+    ``REMASTER_UPSCALE_AUTOTUNE=0`` to use the fixed rule instead."""
+    import copy
+
+    n_params = sum(p.numel() for p in desc.model.parameters())
+    key = (type(desc.model).__name__, int(desc.scale), n_params, overlap)
+    if key in _TUNED:
+        return _TUNED[key]
+    cands = []
+    if getattr(desc, "supports_bfloat16", True) and host.cpu_has_fast_bf16():
+        cands.append((torch.bfloat16, True))
+    cands += [(torch.float32, True), (torch.float32, False)]
+    x0 = torch.rand(1, 3, 64, 64)
+    timings = []
+    for dtype, cl in cands:
+        m = copy.deepcopy(desc.model).to(dtype=dtype).eval()
+        x = x0.to(dtype)
+        if cl:
+            m = m.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        timings.append((_time_forward(m, x), dtype, cl))
+        del m
+    t64, dtype, cl = min(timings, key=lambda r: r[0])
+    tile = 192
+    if t64 * (192 / 64) ** 2 < 2.0:  # trying the tile sizes costs a few seconds at most
+        m = copy.deepcopy(desc.model).to(dtype=dtype).eval()
+        if cl:
+            m = m.to(memory_format=torch.channels_last)
+        costs = []
+        for t in (128, 192):
+            x = torch.rand(1, 3, t, t).to(dtype)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            costs.append((_time_forward(m, x, 1) / max(1, t - overlap) ** 2, t))
+        tile = min(costs)[1]
+        del m
+    log.info("upscale auto on this CPU: %s%s, %d-px tiles (64 px: %s)", str(dtype).replace("torch.", ""),
+             " channels_last" if cl else "", tile,
+             ", ".join(f"{str(d).replace('torch.', '')}{'/CL' if c else ''} {t * 1000:.0f} ms" for t, d, c in timings))
+    _TUNED[key] = (dtype, cl, tile)
+    return _TUNED[key]
+
+
 # ---------------------------------------------------------------------------------------------
 # tiling
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +304,9 @@ class Upscaler:
                  tile: int = 0, overlap: int = 24, max_batch: int = 8) -> None:
         self.device = device or host.torch_device()
         self.dtype, self.channels_last = pick_precision(self.device, precision, desc)
+        self.autotune = (precision == "auto" and self.device.type == "cpu"
+                         and os.environ.get("REMASTER_UPSCALE_AUTOTUNE", "1") != "0")
+        self.tuned_tile = 0
         self.desc = desc
         self.scale = int(desc.scale)
         self.tile_request = int(tile)
@@ -250,6 +319,9 @@ class Upscaler:
         if self._ready:
             return
         desc = self.desc
+        if self.autotune:
+            self.dtype, self.channels_last, self.tuned_tile = autotune_cpu(desc, self.overlap)
+            self._plan = None
         host.make_room(self.device, sum(p.numel() * 2 for p in desc.model.parameters()))
         desc.to(self.device)
         desc.model.to(dtype=self.dtype)
@@ -280,7 +352,7 @@ class Upscaler:
             side = int(math.sqrt(max(1, budget // bpp)))
             # CPU: tiles whose activations stay cache-sized win despite more overlap (measured on
             # an AVX-512-BF16 EPYC: 192 px tiles took 25% less CPU time than 512 px on 640x360)
-            cap = 2048 if self.device.type == "cuda" else 192
+            cap = 2048 if self.device.type == "cuda" else (self.tuned_tile or 192)
             tile = max(self.MIN_TILE, min(side, cap))
         tile = min(tile, max(H, W))
         th, tw = min(tile, H), min(tile, W)

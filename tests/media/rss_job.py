@@ -1,4 +1,5 @@
-"""Run one load→save (or a core-style whole-clip load) in a fresh process; print peak RSS (MB) and seconds.
+"""Run one load→save (or a core-style whole-clip load) in a fresh process; print peak RSS (MB) and seconds
+(timed after the imports).
 
     python tests/media/rss_job.py stream SRC OUT      # our Load Video → Save Video
     python tests/media/rss_job.py allframes SRC       # all frames as one float32 tensor (core GetVideoComponents style)
@@ -14,18 +15,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 def main() -> None:
     mode, src = sys.argv[1], sys.argv[2]
+    import av  # noqa: F401  (imports are not timed: inside ComfyUI they are already loaded)
+    import numpy as np  # noqa: F401
+    import torch  # noqa: F401
+
+    from remaster.media.decode import open_video
+    from remaster.media.encode import save_video
+
     t0 = time.perf_counter()
     if mode == "stream":
-        from remaster.media.decode import open_video
-        from remaster.media.encode import save_video
-
         speed = sys.argv[4] if len(sys.argv) > 4 else "ultrafast"
         save_video(open_video(src), output_path=sys.argv[3], speed=speed)
     else:
-        import av
-        import numpy as np
-        import torch
-
         frames = []
         with av.open(src) as c:
             for f in c.decode(video=0):

@@ -158,16 +158,28 @@ def test_vfr_becomes_cfr_with_the_right_duration(tmp_path):
         assert min(abs(g - float(levels[k])) for k in near) <= 2.5, (i, g, levels[near])
 
 
-def test_odd_size_clear_error_and_no_partial_file(tmp_path):
-    frames = [colour_pattern(75, 101)] * 3
+def test_odd_size_is_padded_or_cropped_and_lossless_keeps_it(tmp_path, caplog):
+    frames = [colour_pattern(75, 101, i) for i in range(3)]
     src = write_video(tmp_path / "odd.mkv", frames, fps=10, codec="ffv1", pix_fmt="bgr0", fmt="matroska")
     s = open_video(src)
     assert (s.info.width, s.info.height) == (101, 75)
-    with pytest.raises(EncodeError, match="even width and height"):
-        save_video(s, "odd", fmt="h264_mp4")
-    assert outputs(host.output_dir()) == []
+    orig = s.read().frames
+    with caplog.at_level("WARNING", logger="remaster.media"):
+        padded = open_video(save_video(s, "odd", fmt="h264_mp4", crf=0, speed="ultrafast"))
+    assert any("padded to 102x76" in r.getMessage() for r in caplog.records)
+    assert (padded.info.width, padded.info.height) == (102, 76)
+    got = padded.read().frames
+    assert (got[:, :75, :101] - orig).abs().mean() < 3 / 255  # the picture itself (4:2:0 chroma loss only)
+    # the added column and row repeat the edge
+    assert (got[:, :75, 101] - orig[:, :, 100]).abs().mean() < 3 / 255
+    assert (got[:, 75, :101] - orig[:, 74]).abs().mean() < 3 / 255
+    cropped = open_video(save_video(s, "odd", fmt="h265_mp4", speed="ultrafast", odd_size="crop"))
+    assert (cropped.info.width, cropped.info.height) == (100, 74)
     ok = save_video(s, "odd", fmt="ffv1_mkv")
-    assert open_video(ok).info.width == 101
+    assert (open_video(ok).info.width, open_video(ok).info.height) == (101, 75)
+    assert (open_video(ok).read().frames - orig).abs().max() < 1e-6
+    with pytest.raises(EncodeError, match="odd_size"):
+        save_video(s, "odd", odd_size="stretch")
     resized = open_video(src, max_side=64)
     assert resized.info.width % 2 == 0 and resized.info.height % 2 == 0
 
@@ -322,3 +334,30 @@ def test_alpha_kept_as_mask_or_dropped(tmp_path):
     assert not dropped.info.has_mask and dropped.read().mask is None
     with pytest.raises(VideoError, match="alpha must be"):
         open_video(path, alpha="keep")
+
+
+def test_saved_videos_carry_the_workflow_and_load_video_reads_it(tmp_path):
+    import shutil
+
+    from nodes.video_io import RemasterSaveVideo
+    from remaster import routes
+
+    src = write_video(tmp_path / "plain.mp4", [colour_pattern(48, 64, i) for i in range(4)], fps=10)
+    prompt = {"1": {"class_type": "RemasterLoadVideo", "inputs": {}}, "2": {"class_type": "RemasterSaveVideo", "inputs": {}}}
+    workflow = {"nodes": [{"id": 1}, {"id": 2}], "links": []}
+    for fmt in ("h264_mp4", "prores_422hq_mov", "vp9_webm", "ffv1_mkv"):
+        res = RemasterSaveVideo().save(open_video(src), f"wf_{fmt}", fmt, speed="ultrafast", prompt=prompt,
+                                       extra_pnginfo={"workflow": workflow})
+        out = Path(res["result"][0])
+        tags = decode.embedded(decode.probe(out))
+        assert tags["prompt"] == prompt and tags["workflow"] == workflow, fmt
+        assert tags["remaster"]["source"] == "plain.mp4" and tags["remaster"]["colour"]["matrix"] == "bt709"
+    # Load Video's facts (the web UI's info route) say what made the file and how colours are read
+    shutil.copy(out, host.input_dir() / "made.mkv")
+    facts = routes.video_info({"filename": "made.mkv"})["source"]
+    assert "ComfyUI workflow embedded (2 nodes)" in facts["made_by"] and "Remaster chain" in facts["made_by"]
+    assert facts["colour"] == "bgr0, 8-bit RGB"
+    # a plain save (API/CLI, no prompt) still records the Remaster chain
+    plain = save_video(open_video(src), "plain", speed="ultrafast")
+    assert "remaster" in decode.embedded(decode.probe(plain))
+    assert "bt709" in routes.video_info({"filename": str(plain.name), "type": "output"})["source"]["colour"]

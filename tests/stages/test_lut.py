@@ -65,7 +65,13 @@ def test_identity_1d_lut_and_real_frames(clips_dir):
     ("trilinear", colour.algebra.table_interpolation_trilinear),
 ])
 @pytest.mark.parametrize("size", [9, 33])
-def test_matches_colour_science(tmp_path, interpolation, reference, size):
+@pytest.mark.parametrize("path_", ["fast", "torch"])
+def test_matches_colour_science(tmp_path, interpolation, reference, size, path_, monkeypatch):
+    """Both CPU paths: OpenColorIO's (used when installed) and the torch one (GPUs, fallback)."""
+    if path_ == "torch":
+        monkeypatch.setattr(L, "_ocio_processor", lambda *a: None)
+    else:
+        pytest.importorskip("PyOpenColorIO")
     table = _random_lut(size, seed=size)
     path, ref_lut = _write_with_colour_science(tmp_path, table)
     ours = L.read_cube(path)
@@ -73,8 +79,10 @@ def test_matches_colour_science(tmp_path, interpolation, reference, size):
     rng = np.random.default_rng(1)
     rgb = rng.random((50000, 3))
     expected = ref_lut.apply(rgb, interpolator=reference)
-    got = L.apply_3d(torch.tensor(rgb, dtype=torch.float32), ours.cube, ours.size, interpolation=interpolation)
+    x = torch.tensor(rgb, dtype=torch.float32)
+    got = L.apply_3d(x, ours.cube, ours.size, interpolation=interpolation)
     assert np.abs(got.double().numpy() - expected).max() < 1e-4
+    assert torch.equal(x, torch.tensor(rgb, dtype=torch.float32))  # the input is left alone
 
 
 def test_domain_matches_colour_science(tmp_path):

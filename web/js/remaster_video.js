@@ -125,6 +125,8 @@ function describe(info) {
   return (
     `file   ${s.width}×${s.height} · ${fps(s.fps)} fps${s.vfr ? " (VFR)" : ""} · ${s.frame_count} fr · ` +
     `${fmtTime(s.duration)} · ${audio}\n` +
+    (s.colour ? `colour ${s.colour}\n` : "") +
+    (s.made_by ? `made by ${s.made_by}\n` : "") +
     `stream ${t.width}×${t.height} · ${fps(t.fps)} fps · ${t.frame_count} fr · ${fmtTime(t.duration)}` +
     ` (${fmtTime(t.start_time)}–${fmtTime(t.end_time)}${t.every_nth > 1 ? `, 1 in ${t.every_nth} frames` : ""})`
   );
