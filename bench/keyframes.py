@@ -43,7 +43,7 @@ def main() -> None:
 
     from remaster.media.decode import open_video
     from remaster.stages import inpaint as inp
-    from remaster.stages import keyframes as kf
+    from remaster.stages.inpaint import keyframes as kf
 
     tmp = Path(tempfile.gettempdir()) / "remaster_bench"
     tmp.mkdir(exist_ok=True)

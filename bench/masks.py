@@ -15,7 +15,6 @@ bf16, fp16/bf16 on CUDA).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import sys

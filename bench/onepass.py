@@ -33,7 +33,7 @@ def _setup(root: Path) -> None:
 
 
 def _prompt(root: Path, name: str, clip: str, seconds: float, max_side: int, drop: tuple = ()) -> dict:
-    from remaster import runner
+    from remaster.headless import runner
 
     prompt = runner.load_workflow(root / "workflows" / "api" / f"{name}.json")
     for nid in [k for k, v in prompt.items() if v["class_type"] in drop]:
@@ -50,8 +50,8 @@ def _prompt(root: Path, name: str, clip: str, seconds: float, max_side: int, dro
 
 
 def _final_stream(prompt: dict):
-    from remaster import runner
-    from remaster.cli import node_mappings
+    from remaster.headless import runner
+    from remaster.headless.cli import node_mappings
 
     maps = dict(node_mappings())
     got = {}
@@ -100,7 +100,7 @@ def chains(args) -> dict:
     _setup(root)
     from remaster import host
     from remaster.models import registry
-    from remaster.stages import scenes
+    from remaster.analysis import scenes
 
     tmp = Path(tempfile.mkdtemp(prefix="onepass-bench-"))
     host.set_dirs(models_dir=str(tmp / "models"), temp_dir=str(tmp / "temp"), output_dir=str(tmp / "out"))

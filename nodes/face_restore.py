@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from remaster.stages import face_restore as stage
-from remaster.stages.upscale import PRECISIONS
+from remaster.models.precision import PRECISIONS
 
-from ._common import FRAMES, StreamStage, category, frames_input, model_input
+from ._common import StreamStage, category, frames_input, model_input
 
 
 class RemasterFaceRestore(StreamStage):

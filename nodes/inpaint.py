@@ -1,19 +1,18 @@
 """Video inpainting by keyframes (seed 001): Keyframes → Inpaint Keyframes → Select Candidates →
 Propagate Edit → Comparison, plus a rectangle mask source. Thin nodes over
-``remaster.stages.keyframes``, ``remaster.stages.inpaint`` and ``remaster.stages.package``."""
+``remaster.stages.inpaint.keyframes``, ``remaster.stages.inpaint`` and ``remaster.stages.package``."""
 from __future__ import annotations
-
 
 from remaster import webui
 from remaster import host
-from remaster.stages import flow as flowlib
+from remaster.analysis import flow as flowlib
 from remaster.stages import inpaint as inp
-from remaster.stages import keyframes as kf
+from remaster.stages.inpaint import keyframes as kf
 from remaster.stages import package
 
 from ._common import FRAMES, category, frames_input
 
-KEYFRAMES = "REMASTER_KEYFRAMES"  # remaster.stages.keyframes.KeyframePlan
+KEYFRAMES = "REMASTER_KEYFRAMES"  # remaster.stages.inpaint.keyframes.KeyframePlan
 CANDIDATES = "REMASTER_CANDIDATES"  # remaster.stages.inpaint.InpaintCandidates
 SELECTION = "REMASTER_INPAINT_SELECTION"  # remaster.stages.inpaint.InpaintSelection
 

@@ -12,8 +12,8 @@ from remaster import host
 from remaster.media import audio as audio_io
 from remaster.media import cache as cache_mod
 from remaster.media import decode, encode, preview
-from remaster.stages import scenes
-from remaster.stream import from_tensor, keep_shared
+from remaster.analysis import scenes
+from remaster.stream import from_tensor
 
 from ._common import CUTS, FRAMES, category, frames_input
 
@@ -199,7 +199,7 @@ class RemasterSaveVideo:
     def save(self, frames, filename_prefix="remaster/video", format="h264_mp4", crf=18, speed="medium",
              audio="stream", audio_override=None, output_path="", odd_size="pad", unique_id=None, prompt=None,
              extra_pnginfo=None):
-        keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
+        cache_mod.keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         a = audio
         if audio_override is not None:
             a = audio_io.write_audio(audio_override)

@@ -22,18 +22,23 @@ This module imports no ComfyUI module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
 import torch
 
 from .streamtypes import (  # noqa: F401  (re-exported: the stream's data types live there)
+    FRAMEWISE,
     AudioRef,
     Chunk,
     StreamInfo,
+    Temporal,
     default_chunk_size,
+    RangeView,
+    audio_range,
     fingerprint_of,
+    rebatch,
+    source_span,
 )
 
 __all__ = [
@@ -45,46 +50,12 @@ __all__ = [
     "FRAMEWISE",
     "default_chunk_size",
     "source_span",
-    "keep_shared",
     "fingerprint_of",
     "from_tensor",
 ]
 
 
 Producer = Callable[["FrameStream", int], Iterator[Chunk]]
-
-
-@dataclass(frozen=True)
-class Temporal:
-    """The temporal context a stage needs to produce output frame ``i``.
-
-    * ``behind`` / ``ahead``: input frames ``i - behind .. i + ahead`` (a centred window, a
-      smoothing radius). For a ``recurrent`` stage (state carried from frame to frame) ``behind``
-      is the warm-up after which the state no longer depends on where the pass started.
-    * ``cut_aware``: the window / state never crosses a scene cut (warm-up stops at the shot's
-      first frame, which makes recurrent warm-up exact there).
-    * ``whole_shot``: output frames need statistics of their entire shot.
-    * ``span``: for stages that change the timeline (frame-rate conversion): a function mapping an
-      output range ``(a, b)`` to the input range it needs.
-
-    A stage without a declaration (``temporal=None``) is rendered from frame 0 for any range:
-    always exact, never fast.
-    """
-
-    behind: int = 0
-    ahead: int = 0
-    recurrent: bool = False
-    cut_aware: bool = False
-    whole_shot: bool = False
-    span: Optional[Callable[[int, int], tuple]] = None
-
-    @property
-    def exact(self) -> bool:
-        """Range renders equal the full render bit for bit (else within the warm-up tolerance)."""
-        return not self.recurrent
-
-
-FRAMEWISE = Temporal()
 
 
 class FrameStream:
@@ -160,7 +131,7 @@ class FrameStream:
             if a >= b:
                 return
             lo, hi = self.input_span(a, b)
-            gen = self._producer(_RangeView(self.upstream, lo, hi), size)
+            gen = self._producer(RangeView(self.upstream, lo, hi), size)
         yield from self._drive(gen, a, b, size, full)
 
     def _drive(self, gen: Iterator[Chunk], a: int, b: int, size: int, full: bool) -> Iterator[Chunk]:
@@ -239,7 +210,7 @@ class FrameStream:
             return 0, n_up
         lo, hi = start - t.behind, stop + t.ahead
         if t.whole_shot or (t.cut_aware and (t.behind or t.ahead)):
-            from .stages import scenes  # the stages package builds on this module
+            from .analysis import scenes  # the stages package builds on this module
 
             cuts = scenes.scene_cuts(up)
             s0, _ = scenes.shot_bounds(cuts, start, n_up)
@@ -293,12 +264,12 @@ class FrameStream:
         cuts = None
         if self.info.scene_cuts is not None:
             cuts = tuple(c - a for c in self.info.scene_cuts if a < c < b)
-        audio = _audio_range(self.info.audio, a / fps if fps else 0.0, (b - a) / fps if fps else None)
+        audio = audio_range(self.info.audio, a / fps if fps else 0.0, (b - a) / fps if fps else None)
         info = self.info.with_(frame_count=b - a, scene_cuts=cuts, audio=audio)
 
         def producer(up, size: int) -> Iterator[Chunk]:
-            lo, hi = up.span if isinstance(up, _RangeView) else (a, b)
-            for ch in up._stream.chunks(size, lo, hi) if isinstance(up, _RangeView) else self.chunks(size, a, b):
+            lo, hi = up.span if isinstance(up, RangeView) else (a, b)
+            for ch in up._stream.chunks(size, lo, hi) if isinstance(up, RangeView) else self.chunks(size, a, b):
                 yield ch.with_(start=ch.start - a)
 
         out = FrameStream(info, producer, fingerprint_of(self.fingerprint, "range", a, b), upstream=self,
@@ -403,101 +374,10 @@ class FrameStream:
         )
 
 
-class _RangeView:
-    """What a stage's producer sees as its upstream during a range pass: the upstream stream,
-    whose passes cover only ``span``."""
-
-    def __init__(self, stream: FrameStream, lo: int, hi: int) -> None:
-        self._stream = stream
-        self.span = (int(lo), int(hi))
-
-    def chunks(self, chunk_size: Optional[int] = None, start: int = 0, stop: Optional[int] = None) -> Iterator[Chunk]:
-        lo, hi = self.span
-        a, b = max(lo, start), hi if stop is None else min(hi, stop)
-        return self._stream.chunks(chunk_size, a, b)
-
-    def __iter__(self) -> Iterator[Chunk]:
-        return self.chunks()
-
-    def frames(self, chunk_size: Optional[int] = None) -> Iterator[tuple]:
-        for chunk in self.chunks(chunk_size):
-            for i in range(len(chunk)):
-                yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _audio_range(audio: Optional[AudioRef], t0: float, duration: Optional[float]) -> Optional[AudioRef]:
-    """The audio heard during output seconds ``t0 .. t0 + duration``, re-based to start at 0."""
-    if audio is None:
-        return None
-    if audio.offset >= t0:
-        dur = None if duration is None else max(0.0, duration - (audio.offset - t0))
-        return replace(audio.trimmed(0.0, dur), offset=audio.offset - t0)
-    return replace(audio.trimmed(t0 - audio.offset, duration), offset=0.0)
-
-
 def _host():
     from . import host  # host imports nothing from here; imported late to keep this module light
 
     return host
-
-
-def keep_shared(stream: FrameStream, prompt: Optional[dict]) -> None:
-    """Before an output node pulls ``stream``: every costly stream in its chain that the API
-    ``prompt`` feeds to more than one node is kept (:meth:`FrameStream.keep`), so a graph that
-    fans out (a result saved and also compared) runs each stage once."""
-    if not prompt:
-        return
-    consumers: dict = {}
-    for node in prompt.values():
-        for v in (node.get("inputs") or {}).values():
-            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
-                consumers[str(v[0])] = consumers.get(str(v[0]), 0) + 1
-    seen: set = set()
-    s: Optional[FrameStream] = stream
-    while s is not None:
-        nid = s.node_id
-        if nid is not None and nid not in seen:
-            seen.add(nid)  # the first stream met of a node is that node's output
-            if consumers.get(nid, 0) > 1 and not s.replayable:
-                s.keep()
-        s = s.upstream
-
-
-def source_span(stream: Any) -> tuple:
-    """The frame range a producer's ``upstream`` argument covers in this pass."""
-    return getattr(stream, "span", (0, stream.info.frame_count))
-
-
-def rebatch(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
-    """Re-cut a chunk iterator into chunks of exactly ``size`` frames (the last may be shorter)."""
-    buf_f: list = []
-    buf_m: list = []
-    start = None
-    count = 0
-    has_mask = None
-    for ch in chunks:
-        if start is None:
-            start = ch.start
-        if has_mask is None:
-            has_mask = ch.mask is not None
-        buf_f.append(ch.frames)
-        buf_m.append(ch.mask)
-        count += len(ch)
-        while count >= size:
-            frames = torch.cat(buf_f)
-            masks = torch.cat(buf_m) if has_mask else None
-            yield Chunk(start, frames[:size], None if masks is None else masks[:size])
-            start += size
-            count -= size
-            buf_f = [frames[size:]] if count else []
-            buf_m = [masks[size:] if masks is not None else None] if count else []
-    if count:
-        frames = torch.cat(buf_f)
-        masks = torch.cat(buf_m) if has_mask else None
-        yield Chunk(start, frames, masks)
 
 
 def from_tensor(

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -193,3 +193,105 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "fingerprint") and isinstance(getattr(o, "fingerprint"), str):
         return o.fingerprint
     return repr(o)
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """The temporal context a stage needs to produce output frame ``i``.
+
+    * ``behind`` / ``ahead``: input frames ``i - behind .. i + ahead`` (a centred window, a
+      smoothing radius). For a ``recurrent`` stage (state carried from frame to frame) ``behind``
+      is the warm-up after which the state no longer depends on where the pass started.
+    * ``cut_aware``: the window / state never crosses a scene cut (warm-up stops at the shot's
+      first frame, which makes recurrent warm-up exact there).
+    * ``whole_shot``: output frames need statistics of their entire shot.
+    * ``span``: for stages that change the timeline (frame-rate conversion): a function mapping an
+      output range ``(a, b)`` to the input range it needs.
+
+    A stage without a declaration (``temporal=None``) is rendered from frame 0 for any range:
+    always exact, never fast.
+    """
+
+    behind: int = 0
+    ahead: int = 0
+    recurrent: bool = False
+    cut_aware: bool = False
+    whole_shot: bool = False
+    span: Optional[Callable[[int, int], tuple]] = None
+
+    @property
+    def exact(self) -> bool:
+        """Range renders equal the full render bit for bit (else within the warm-up tolerance)."""
+        return not self.recurrent
+
+
+FRAMEWISE = Temporal()
+
+
+def source_span(stream: Any) -> tuple:
+    """The frame range a producer's ``upstream`` argument covers in this pass."""
+    return getattr(stream, "span", (0, stream.info.frame_count))
+
+
+def rebatch(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
+    """Re-cut a chunk iterator into chunks of exactly ``size`` frames (the last may be shorter)."""
+    buf_f: list = []
+    buf_m: list = []
+    start = None
+    count = 0
+    has_mask = None
+    for ch in chunks:
+        if start is None:
+            start = ch.start
+        if has_mask is None:
+            has_mask = ch.mask is not None
+        buf_f.append(ch.frames)
+        buf_m.append(ch.mask)
+        count += len(ch)
+        while count >= size:
+            frames = torch.cat(buf_f)
+            masks = torch.cat(buf_m) if has_mask else None
+            yield Chunk(start, frames[:size], None if masks is None else masks[:size])
+            start += size
+            count -= size
+            buf_f = [frames[size:]] if count else []
+            buf_m = [masks[size:] if masks is not None else None] if count else []
+    if count:
+        frames = torch.cat(buf_f)
+        masks = torch.cat(buf_m) if has_mask else None
+        yield Chunk(start, frames, masks)
+
+
+class RangeView:
+    """What a stage's producer sees as its upstream during a range pass: the upstream stream,
+    whose passes cover only ``span``."""
+
+    def __init__(self, stream: "FrameStream", lo: int, hi: int) -> None:  # noqa: F821  (remaster.stream)
+        self._stream = stream
+        self.span = (int(lo), int(hi))
+
+    def chunks(self, chunk_size: Optional[int] = None, start: int = 0, stop: Optional[int] = None) -> Iterator[Chunk]:
+        lo, hi = self.span
+        a, b = max(lo, start), hi if stop is None else min(hi, stop)
+        return self._stream.chunks(chunk_size, a, b)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self.chunks()
+
+    def frames(self, chunk_size: Optional[int] = None) -> Iterator[tuple]:
+        for chunk in self.chunks(chunk_size):
+            for i in range(len(chunk)):
+                yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def audio_range(audio: Optional[AudioRef], t0: float, duration: Optional[float]) -> Optional[AudioRef]:
+    """The audio heard during output seconds ``t0 .. t0 + duration``, re-based to start at 0."""
+    if audio is None:
+        return None
+    if audio.offset >= t0:
+        dur = None if duration is None else max(0.0, duration - (audio.offset - t0))
+        return replace(audio.trimmed(0.0, dur), offset=audio.offset - t0)
+    return replace(audio.trimmed(t0 - audio.offset, duration), offset=0.0)

@@ -34,7 +34,7 @@ __all__ = ["iter_windows", "window", "lookahead", "SpillBuffer", "LookaheadStage
 def _cuts_for(up: Any, cut_aware: bool) -> Any:
     if not cut_aware:
         return []
-    from .stages import scenes
+    from .analysis import scenes
 
     return scenes.LazyCuts(up)
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import colour, film, lut  # noqa: E402
-from remaster.stages.lut import linear_to_srgb, srgb_to_linear  # noqa: E402
+from remaster.analysis.colourspace import linear_to_srgb, srgb_to_linear  # noqa: E402
 from remaster.stream import from_tensor  # noqa: E402
 
 TILE_W = 384

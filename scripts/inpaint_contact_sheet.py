@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import inpaint as inp  # noqa: E402
-from remaster.stages.keyframes import analyse_keyframes  # noqa: E402
+from remaster.stages.inpaint.keyframes import analyse_keyframes  # noqa: E402
 from remaster.stream import Chunk  # noqa: E402
 
 

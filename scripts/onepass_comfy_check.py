@@ -161,7 +161,7 @@ async def check_interrupt(url: str, base: Path) -> dict:
                                                              "format": "h264_mp4", "crf": 18, "speed": "ultrafast",
                                                              "audio": "none"}},
     }
-    from remaster.runner import load_workflow  # noqa: F401  (the pack is importable from here)
+    from remaster.headless.runner import load_workflow  # noqa: F401  (the pack is importable from here)
 
     defaults = json.loads((PACK / "workflows" / "api" / "passthrough.json").read_text())
     for node in defaults.values():  # fill the optional inputs the same way the shipped file does

@@ -208,7 +208,7 @@ def run_segmented(args, src: Path) -> int:
     cuts = []
     if n > target * float(fps) * 1.25:
         from ..media import decode
-        from ..stages import scenes
+        from ..analysis import scenes
 
         small = decode.open_video(stream.info.source, start_time=float(li.get("start_time", 0)),
                                   end_time=float(li.get("end_time", 0)), max_side=160)

@@ -72,7 +72,7 @@ def plan(n_frames: int, fps: Fraction, target_seconds: float, cuts: Optional[lis
 
 def scene_cuts_of(stream) -> list[int]:
     """Scene cuts of the source at thumbnail size (one cheap decode)."""
-    from ..stages import scenes
+    from ..analysis import scenes
     from ..media import decode
 
     small = decode.open_video(stream.info.source, max_side=160)

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import av
 import numpy as np
@@ -178,3 +178,25 @@ def clear() -> int:
     freed = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
     shutil.rmtree(d, ignore_errors=True)
     return freed
+
+
+def keep_shared(stream: FrameStream, prompt: Optional[dict]) -> None:
+    """Before an output node pulls ``stream``: every costly stream in its chain that the API
+    ``prompt`` feeds to more than one node is kept (:meth:`FrameStream.keep`), so a graph that
+    fans out (a result saved and also compared) runs each stage once."""
+    if not prompt:
+        return
+    consumers: dict = {}
+    for node in prompt.values():
+        for v in (node.get("inputs") or {}).values():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+                consumers[str(v[0])] = consumers.get(str(v[0]), 0) + 1
+    seen: set = set()
+    s: Optional[FrameStream] = stream
+    while s is not None:
+        nid = s.node_id
+        if nid is not None and nid not in seen:
+            seen.add(nid)  # the first stream met of a node is that node's output
+            if consumers.get(nid, 0) > 1 and not s.replayable:
+                s.keep()
+        s = s.upstream

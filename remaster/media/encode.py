@@ -18,7 +18,6 @@ import queue
 import re
 import threading
 import shutil
-import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

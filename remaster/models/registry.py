@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache

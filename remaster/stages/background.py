@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..stream import FRAMEWISE, Chunk, FrameStream, rebatch
-from .mask_tools import require_mask, gaussian_blur
+from ..analysis.colourspace import LUMA_709
+from ..analysis.maskops import gaussian_blur, require_mask
 
 FITS = ("cover", "contain", "stretch")
 SOURCES = ("color", "blur", "image", "stream")
@@ -145,7 +146,7 @@ class ColorMatcher:
         if self.strength <= 0:
             return fg
         out = torch.empty_like(fg)
-        lum_w = torch.tensor([0.2126, 0.7152, 0.0722])
+        lum_w = torch.tensor(LUMA_709)
         for i in range(fg.shape[0]):
             a = alpha[i].unsqueeze(-1)
             wsum = a.sum().clamp_min(1.0)

@@ -4,11 +4,11 @@ optionally separate for the person (stream mask) and the background.
 
 Nothing here is decided frame by frame. An analysis pass measures a few numbers per frame on a
 thumbnail (mean colours, brightest-patch colour, luma percentiles), those numbers are smoothed
-over time inside each shot (reset at scene cuts) by :mod:`remaster.stages.shotstats`, and the
+over time inside each shot (reset at scene cuts) by :mod:`remaster.analysis.shotstats`, and the
 correction parameters derived from them change slowly or not at all within a shot, so the
 correction itself cannot flicker. Nothing upstream runs twice: the numbers are measured on the
 cheapest point that has the same frames (the decoder, when only mask stages are in between), or
-frames are held back until their numbers are final (:func:`remaster.stages.shotstats.shot_smoothed`).
+frames are held back until their numbers are final (:func:`remaster.analysis.shotstats.shot_smoothed`).
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import torch
 
 from .. import host
 from ..stream import Chunk, FrameStream
-from . import shotstats
-from .lut import apply_1d, linear_to_srgb, srgb_to_linear
+from ..analysis import shotstats
+from ..analysis.colourspace import LUMA_709 as LUMA
+from ..analysis.colourspace import linear_to_srgb, srgb_to_linear
+from ..analysis.curves import apply_1d
 
-LUMA = (0.2126, 0.7152, 0.0722)  # Rec.709
 WHITE_BALANCE = ("grey_world", "white_patch", "region", "off")
 TEMPORAL = ("smooth", "per_shot")
 MASK_MODES = ("ignore", "separate", "person_only", "background_only")

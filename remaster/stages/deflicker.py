@@ -7,7 +7,7 @@ light changes intact, also at the ends of a shot). Each frame is then multiplied
 by the gain that brings its measured means onto the smoothed ones. Only whole-frame gains are
 applied, never a blend of neighbouring frames, so motion cannot smear. Shots are handled
 separately (scene cuts attached to the stream, or found once per chain). One pass over the
-upstream: see :func:`remaster.stages.shotstats.shot_smoothed`.
+upstream: see :func:`remaster.analysis.shotstats.shot_smoothed`.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import torch
 
 from .. import host
 from ..stream import Chunk, FrameStream
-from . import shotstats
-from .lut import linear_to_srgb, srgb_to_linear
+from ..analysis import shotstats
+from ..analysis.colourspace import LUMA_709, linear_to_srgb, srgb_to_linear
 
 MODES = ("brightness_and_colour", "brightness")
-LUMA = np.array([0.2126, 0.7152, 0.0722])
+LUMA = np.array(LUMA_709)
 
 
 class DeflickerError(ValueError):

@@ -26,8 +26,9 @@ import torch
 from .. import host
 from ..models import registry, retinaface
 from ..stream import Chunk, FrameStream, Temporal
-from . import scenes
-from .upscale import pick_precision
+from ..analysis import scenes
+from ..models.precision import pick_dtype
+from ..models.cache import MODELS, file_key
 
 log = logging.getLogger("remaster.face_restore")
 
@@ -101,7 +102,6 @@ class FaceDetector:
 # ---------------------------------------------------------------------------------------------
 # restoration models
 # ---------------------------------------------------------------------------------------------
-_restore_cache: dict = {}
 
 
 def _ensure_extra_arches() -> bool:
@@ -117,13 +117,14 @@ def _ensure_extra_arches() -> bool:
 
 def load_restorer(name: str):
     """spandrel descriptor of a face restoration model (GFPGAN v1.x clean, CodeFormer, ...)."""
-    from spandrel import ModelLoader
 
     path = registry.resolve(name, RESTORE_FOLDER)
-    st = Path(path).stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key in _restore_cache:
-        return _restore_cache[key]
+    return MODELS.get("face_restore", file_key(path), lambda: _load_restorer(Path(path)), keep=2)
+
+
+def _load_restorer(path: Path):
+    from spandrel import ModelLoader
+
     sd = registry.load_state_dict(path)
     has_extra = _ensure_extra_arches()
     try:
@@ -140,11 +141,7 @@ def load_restorer(name: str):
             f"model '{Path(path).name}' is a {desc.architecture.id} {desc.purpose} model, not a face "
             "restorer; pick GFPGANv1.4.pth or codeformer.pth"
         )
-    desc.eval()
-    if len(_restore_cache) >= 2:
-        _restore_cache.pop(next(iter(_restore_cache)))
-    _restore_cache[key] = desc
-    return desc
+    return desc.eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +269,11 @@ class FaceRestorer:
         self.cuts = cuts if isinstance(cuts, scenes.LazyCuts) else set(int(c) for c in (cuts or ()))
         self.device = device or host.torch_device()
         # no channels_last: StyleGAN's modulated convs keep 5-D weights and flatten with .view
-        self.dtype, _ = pick_precision(self.device, precision, desc)
+        try:
+            self.dtype = pick_dtype(self.device, precision, half_ok=getattr(desc, "supports_half", True),
+                                    bf16_ok=getattr(desc, "supports_bfloat16", True))
+        except ValueError as exc:
+            raise FaceRestoreError(str(exc)) from None
         self.max_batch = max(1, int(max_batch))
         self.mask = feather_mask(SIZE)
         self.arch = desc.architecture.id

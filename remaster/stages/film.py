@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from .. import host
 from ..stream import Chunk, FrameStream, Temporal, rebatch, source_span
 from ..temporal import iter_windows
-from . import scenes
+from ..analysis import scenes
+from ..analysis.colourspace import LUMA_709 as LUMA
 
-LUMA = (0.2126, 0.7152, 0.0722)
 
 
 class FilmError(ValueError):

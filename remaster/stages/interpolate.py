@@ -11,7 +11,7 @@ Timing convention (what keeps audio in sync):
   at ``t = p - floor(p)`` between the two source frames around it.
 * The last frame: positions after the last input frame (the second half of its display time at
   ×2, for instance) hold the last input frame; nothing is extrapolated.
-* Scene cuts (``remaster.stages.scenes``): between the last frame of a shot and the first frame
+* Scene cuts (``remaster.analysis.scenes``): between the last frame of a shot and the first frame
   of the next, nothing is interpolated. ``cut_mode="repeat"`` holds the last frame of the old shot
   until the cut time (the cut lands exactly where it was); ``"blend"`` cross-fades instead.
 * Duplicate removal (optional): a frame that (almost) repeats the previous kept frame is
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .. import host
 from ..stream import Chunk, FrameStream
-from . import scenes
+from ..analysis import scenes
 
 log = logging.getLogger("remaster.interpolate")
 

@@ -24,6 +24,8 @@ from typing import Optional
 
 import torch
 
+from ..analysis.colourspace import linear_to_srgb, srgb_to_linear
+from ..analysis.curves import apply_1d, normalise_range
 from ..stream import Chunk, FrameStream
 
 MAX_3D_SIZE = 65
@@ -206,43 +208,6 @@ def identity_grid(n: int, dtype=torch.float32) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # lookup
 # ---------------------------------------------------------------------------------------------
-def _normalise(x: torch.Tensor, lo: tuple, hi: tuple) -> torch.Tensor:
-    if lo == (0.0, 0.0, 0.0) and hi == (1.0, 1.0, 1.0):
-        return x.clamp(0.0, 1.0)
-    lo_t = torch.tensor(lo, dtype=x.dtype, device=x.device)
-    hi_t = torch.tensor(hi, dtype=x.dtype, device=x.device)
-    return ((x - lo_t) / (hi_t - lo_t)).clamp(0.0, 1.0)
-
-
-def apply_1d(x: torch.Tensor, table: torch.Tensor, lo=(0.0,) * 3, hi=(1.0,) * 3, block: int = 262144) -> torch.Tensor:
-    """Per-channel linear interpolation in a ``[M, 3]`` table. ``x`` is ``[..., 3]``."""
-    shape = x.shape
-    flat = x.reshape(-1, 3)
-    t = table.to(x.device, x.dtype).t().contiguous()
-    if x.device.type != "cpu":
-        block = max(block, 1 << 24)
-    out = torch.empty_like(flat)
-    for s in range(0, flat.shape[0], block):
-        p = torch.stack(_normalise(flat[s:s + block], lo, hi).unbind(1), 0)
-        res = interp_1d_planar(p, t)
-        dst = out[s:s + block]
-        for c in range(3):
-            dst[:, c].copy_(res[c])
-    return out.reshape(shape)
-
-
-def interp_1d_planar(p: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Planar ``p`` ``[3, P]`` in 0..1 through planar per-channel tables ``[3, M]``."""
-    m = table.shape[1]
-    s = p * (m - 1)
-    i0 = s.floor().clamp_(max=m - 2)
-    f = s - i0
-    i0 = i0.long()
-    a = table.gather(1, i0)
-    b = table.gather(1, i0 + 1)
-    return a.addcmul_(b - a, f)
-
-
 def apply_3d(x: torch.Tensor, cube: torch.Tensor, size: int, lo=(0.0,) * 3, hi=(1.0,) * 3,
              interpolation: str = "tetrahedral", block: int = 262144) -> torch.Tensor:
     """Look ``x`` (``[..., 3]``) up in a flat cube (``[N**3, 3]``, red fastest).
@@ -254,7 +219,7 @@ def apply_3d(x: torch.Tensor, cube: torch.Tensor, size: int, lo=(0.0,) * 3, hi=(
     if x.device.type == "cpu" and x.dtype == torch.float32:
         proc = _ocio_processor(cube, size, interpolation)
         if proc is not None:
-            return _apply_ocio(proc, _normalise(x, lo, hi))
+            return _apply_ocio(proc, normalise_range(x, lo, hi))
     shape = x.shape
     flat = x.reshape(-1, 3)
     table = cube.to(x.device, x.dtype).t().contiguous()
@@ -264,7 +229,7 @@ def apply_3d(x: torch.Tensor, cube: torch.Tensor, size: int, lo=(0.0,) * 3, hi=(
     out = torch.empty_like(flat)
     for s in range(0, flat.shape[0], block):
         # (de)interleave through unbind/stack and per-channel copies: far cheaper than .t()
-        p = torch.stack(_normalise(flat[s:s + block], lo, hi).unbind(1), 0)
+        p = torch.stack(normalise_range(flat[s:s + block], lo, hi).unbind(1), 0)
         res = fn(p, table, size)
         dst = out[s:s + block]
         for c in range(3):
@@ -380,16 +345,6 @@ def _trilinear(p: torch.Tensor, table: torch.Tensor, n: int) -> torch.Tensor:
 
 
 # ---- transfer curves (display = sRGB-encoded values) ----------------------------------------
-def srgb_to_linear(v: torch.Tensor) -> torch.Tensor:
-    v = v.clamp(min=0.0)
-    return torch.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(v: torch.Tensor) -> torch.Tensor:
-    v = v.clamp(min=0.0)
-    return torch.where(v <= 0.0031308, v * 12.92, 1.055 * v.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
-
-
 # ARRI LogC3 (EI 800) and Sony S-Log3, from the vendors' published formulas
 _LOGC = dict(cut=0.010591, a=5.555556, b=0.052272, c=0.247190, d=0.385537, e=5.367655, f=0.092809)
 

@@ -9,70 +9,12 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..stream import Chunk, FrameStream, Temporal, rebatch
-from . import scenes
+from ..analysis import scenes
+from ..analysis.maskops import feather, gaussian_blur, grow, require_mask  # noqa: F401  (the node module's tools)
 
 COMBINE_MODES = ("union", "intersect", "subtract", "add", "multiply", "difference")
-
-
-def require_mask(stream: FrameStream, what: str) -> None:
-    if not stream.info.has_mask:
-        raise ValueError(
-            f"{what}: the input stream has no mask. Put a masking node first (Video Matting, "
-            "Portrait Matting or SAM2 Video Mask), or attach a MASK to the frames."
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# plain tensor functions (mask [n,H,W] float)
-# ---------------------------------------------------------------------------------------------
-def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Dilate (pixels > 0) or erode (pixels < 0) a soft mask by ``|pixels|`` with a disc-like
-    footprint (repeated 3x3 max in alternating square/cross shapes)."""
-    if pixels == 0:
-        return mask
-    x = mask.unsqueeze(1)
-    sign = 1.0 if pixels > 0 else -1.0
-    x = x * sign
-    for i in range(abs(int(pixels))):
-        if i % 2 == 0:
-            x = F.max_pool2d(x, 3, 1, 1)
-        else:  # a cross step keeps the footprint round rather than square
-            h = F.max_pool2d(x, (1, 3), 1, (0, 1))
-            v = F.max_pool2d(x, (3, 1), 1, (1, 0))
-            x = torch.maximum(h, v)
-    return (x * sign).squeeze(1)
-
-
-def _gauss_kernel(sigma: float) -> torch.Tensor:
-    r = max(1, int(round(3 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[n,C,H,W]`` with replicated borders."""
-    if sigma <= 0:
-        return x
-    k = _gauss_kernel(sigma).to(x.device, x.dtype)
-    r = (k.numel() - 1) // 2
-    c = x.shape[1]
-    kh = k.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    kv = k.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-    x = F.pad(x, (r, r, 0, 0), mode="replicate") if x.shape[-1] > r else F.pad(x, (r, r, 0, 0), mode="constant")
-    x = F.conv2d(x, kh, groups=c)
-    x = F.pad(x, (0, 0, r, r), mode="replicate") if x.shape[-2] > r else F.pad(x, (0, 0, r, r), mode="constant")
-    return F.conv2d(x, kv, groups=c)
-
-
-def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
-    """Soften edges: Gaussian blur with sigma = radius / 2."""
-    if radius <= 0:
-        return mask
-    return gaussian_blur(mask.unsqueeze(1), radius / 2.0).squeeze(1).clamp_(0, 1)
 
 
 def threshold(mask: torch.Tensor, low: float = 0.5, high: Optional[float] = None) -> torch.Tensor:

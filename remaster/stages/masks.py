@@ -23,14 +23,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import torch
 
 from .. import host
 from ..models import registry
 from ..stream import Chunk, FrameStream
-from . import scenes
+from ..analysis import scenes
+from ..models.cache import MODELS
+from ..models.precision import pick_dtype
 
 log = logging.getLogger("remaster.masks")
 
@@ -114,7 +116,6 @@ def _check_xy(where: str, x: float, y: float, w: int, h: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------
-_loaded: dict = {}
 
 
 def model_dir(name: str) -> Path:
@@ -147,45 +148,41 @@ def model_dir(name: str) -> Path:
 def sam2_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CUDA (fp16 where bf16 is missing), bf16 on CPUs with fast bf16 (about 30% faster
     than fp32 for SAM2.1 tiny here; masks within 0.005), fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and host.cpu_has_fast_bf16():
-        return torch.bfloat16
-    return torch.float32
+    return pick_dtype(device, cuda_prefers="bf16")
 
 
 def load_sam2(name: str, device: torch.device, dtype: torch.dtype):
+    folder = model_dir(name)
+    key = (str(folder.resolve()), str(device), dtype)
+    return MODELS.get("sam2", key, lambda: _load_sam2(folder, device, dtype))
+
+
+def _load_sam2(folder: Path, device: torch.device, dtype: torch.dtype):
     import transformers
     from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
 
     # transformers 5 dropped the "Fast" suffix; 4.56-4.x only has the Fast class
     Sam2ImageProcessor = getattr(transformers, "Sam2ImageProcessor", None) or transformers.Sam2ImageProcessorFast
-
-    folder = model_dir(name)
-    key = (str(folder.resolve()), str(device), dtype)
-    if key not in _loaded:
-        _loaded.clear()
-        try:
-            model, info = Sam2VideoModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype,
-                                                         output_loading_info=True)
-        except Exception as exc:  # a corrupt or foreign folder
-            raise registry.ModelError(f"could not load SAM2 from '{folder}': {exc}") from exc
-        missing = list(info.get("missing_keys") or [])
-        if missing:  # transformers would silently leave these randomly initialised
-            raise registry.ModelError(
-                f"SAM2 weights in '{folder}' do not match its config.json ({len(missing)} missing, e.g. "
-                f"{missing[:3]}); re-download both files from the same Hugging Face repository"
-            )
-        model = model.to(device).eval()
-        size = int(model.config.image_size)
-        mask = size // 4
-        processor = Sam2VideoProcessor(
-            image_processor=Sam2ImageProcessor(size={"height": size, "width": size},
-                                               mask_size={"height": mask, "width": mask}),
-            video_processor=Sam2VideoVideoProcessor(size={"height": size, "width": size}),
+    try:
+        model, info = Sam2VideoModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype,
+                                                     output_loading_info=True)
+    except Exception as exc:  # a corrupt or foreign folder
+        raise registry.ModelError(f"could not load SAM2 from '{folder}': {exc}") from exc
+    missing = list(info.get("missing_keys") or [])
+    if missing:  # transformers would silently leave these randomly initialised
+        raise registry.ModelError(
+            f"SAM2 weights in '{folder}' do not match its config.json ({len(missing)} missing, e.g. "
+            f"{missing[:3]}); re-download both files from the same Hugging Face repository"
         )
-        _loaded[key] = (model, processor)
-    return _loaded[key]
+    model = model.to(device).eval()
+    size = int(model.config.image_size)
+    mask = size // 4
+    processor = Sam2VideoProcessor(
+        image_processor=Sam2ImageProcessor(size={"height": size, "width": size},
+                                           mask_size={"height": mask, "width": mask}),
+        video_processor=Sam2VideoVideoProcessor(size={"height": size, "width": size}),
+    )
+    return model, processor
 
 
 # ---------------------------------------------------------------------------------------------

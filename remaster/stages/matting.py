@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,43 +18,31 @@ import torch.nn.functional as F
 from .. import host
 from ..models import registry
 from ..stream import FRAMEWISE, Chunk, FrameStream, Temporal
-from . import scenes
+from ..analysis import scenes
+from ..models.cache import MODELS, file_key
+from ..models.precision import pick_dtype
 
 # frames of warm-up a range render gives RVM's recurrent memory (see docs/onepass.md for the error)
 RVM_WARMUP = 48
 
 log = logging.getLogger("remaster.matting")
 
-_loaded: dict = {}
-
-
 def compute_dtype(device: torch.device) -> torch.dtype:
-    """fp16 on CUDA, bf16 on CPUs with fast bf16, fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and host.cpu_has_fast_bf16():
-        return torch.bfloat16
-    return torch.float32
+    return pick_dtype(device)
 
 
 def _cached_model(kind: str, path: Path, device: torch.device, dtype: torch.dtype):
-    st = path.stat()
-    key = (kind, str(path), st.st_size, st.st_mtime_ns, str(device), dtype)
-    if key not in _loaded:
-        _loaded.clear()  # keep one matting model resident at a time
-        if kind == "rvm":
-            from ..models import rvm
+    key = (kind, file_key(path), str(device), dtype)
+    return MODELS.get("matting", key, lambda: _load(kind, path, device, dtype))  # one resident at a time
 
-            model = rvm.load(path)
-        else:
-            from ..models import modnet
 
-            model = modnet.load(path)
-        model = model.to(device=device, dtype=dtype)
-        if device.type == "cpu" and dtype == torch.bfloat16:
-            model = model.to(memory_format=torch.channels_last)
-        _loaded[key] = model
-    return _loaded[key]
+def _load(kind: str, path: Path, device: torch.device, dtype: torch.dtype):
+    from ..models import modnet, rvm
+
+    model = (rvm if kind == "rvm" else modnet).load(path).to(device=device, dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def _segments(chunk: Chunk, cuts: list[int]) -> list[tuple[int, int, bool]]:

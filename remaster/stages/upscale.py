@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from .. import host
 from ..models import registry
 from ..stream import Chunk, FrameStream
+from ..models.cache import MODELS
+from ..models.precision import PRECISIONS, pick_dtype  # noqa: F401  (PRECISIONS: the node's choices)
 
 log = logging.getLogger("remaster.upscale")
 
 FOLDER = "upscale_models"
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 GENERAL_V3 = "realesr-general-x4v3"
 GENERAL_WDN = "realesr-general-wdn-x4v3"
 
@@ -46,7 +47,6 @@ class UpscaleError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # model loading
 # ---------------------------------------------------------------------------------------------
-_model_cache: dict = {}
 
 
 def _stat_key(path: Path) -> tuple:
@@ -91,8 +91,10 @@ def load_model(name: str, denoise_strength: float = 1.0):
                 f"{GENERAL_V3}.pth ({exc}); or set denoise_strength to 1"
             ) from exc
     key = (_stat_key(path), _stat_key(wdn_path) if wdn_path else None, round(strength, 4))
-    if key in _model_cache:
-        return _model_cache[key]
+    return MODELS.get("upscale", key, lambda: _load_blend(path, wdn_path, strength), keep=3)
+
+
+def _load_blend(path: Path, wdn_path: Optional[Path], strength: float):
     sd = registry.unwrap_state_dict(registry.load_state_dict(path))
     if wdn_path is not None:
         sd_w = registry.unwrap_state_dict(registry.load_state_dict(wdn_path))
@@ -103,34 +105,20 @@ def load_model(name: str, denoise_strength: float = 1.0):
             for k in sd
         }
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    desc = _spandrel_load(sd, f"model '{Path(path).name}'")
-    if len(_model_cache) >= 3:
-        _model_cache.pop(next(iter(_model_cache)))
-    _model_cache[key] = desc
-    return desc
+    return _spandrel_load(sd, f"model '{Path(path).name}'")
 
 
 # ---------------------------------------------------------------------------------------------
 # precision
 # ---------------------------------------------------------------------------------------------
 def pick_precision(device: torch.device, precision: str = "auto", desc=None) -> tuple[torch.dtype, bool]:
-    """(dtype, channels_last) for ``precision`` on ``device``."""
-    if precision not in PRECISIONS:
-        raise UpscaleError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    half_ok = getattr(desc, "supports_half", True)
-    bf16_ok = getattr(desc, "supports_bfloat16", True)
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "fp16" if half_ok else ("bf16" if bf16_ok and torch.cuda.is_bf16_supported() else "fp32")
-        elif device.type == "cpu":
-            precision = "bf16" if bf16_ok and host.cpu_has_fast_bf16() else "fp32"
-        else:
-            precision = "fp32"
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise UpscaleError("precision fp16 is for GPUs; on a CPU pick bf16 or fp32 (or auto)")
-    channels_last = dtype != torch.float32 or device.type == "cuda"
-    return dtype, channels_last
+    """(dtype, channels_last) for ``precision`` on ``device`` (the pack's precision policy)."""
+    try:
+        dtype = pick_dtype(device, precision, half_ok=getattr(desc, "supports_half", True),
+                           bf16_ok=getattr(desc, "supports_bfloat16", True))
+    except ValueError as exc:
+        raise UpscaleError(str(exc)) from None
+    return dtype, dtype != torch.float32 or device.type == "cuda"
 
 
 _TUNED: dict = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from remaster import workflows
-from remaster.cli import node_mappings
+from remaster.headless.cli import node_mappings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "data" / "frontend_widgets").glob("*.json"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from remaster import host, temporal
-from remaster.stages import scenes
+from remaster.analysis import scenes
 from remaster.stream import Chunk, FrameStream, Temporal, from_tensor
 
 

@@ -10,7 +10,8 @@ import torch
 from remaster import host
 from remaster.stages import colour as C
 from remaster.stages import deflicker as D
-from remaster.stages import film, scenes, shotstats
+from remaster.analysis import scenes, shotstats
+from remaster.stages import film
 from remaster.stream import Temporal, from_tensor
 
 TOL = 2e-5  # float rounding of the smoothing sums on a shorter run of numbers

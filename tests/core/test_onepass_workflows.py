@@ -20,8 +20,9 @@ import pytest
 import torch
 
 from conftest import clip
-from remaster import runner
-from remaster.stream import FrameStream, keep_shared
+from remaster.headless import runner
+from remaster.media.cache import keep_shared
+from remaster.stream import FrameStream
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "core"))
@@ -101,7 +102,7 @@ def tiny_prompt(path: Path, video: Path) -> dict:
 
 
 def capture_mappings(saved: dict) -> dict:
-    from remaster.cli import node_mappings
+    from remaster.headless.cli import node_mappings
 
     maps = dict(node_mappings())
     real = maps["RemasterSaveVideo"]

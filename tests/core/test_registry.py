@@ -166,7 +166,7 @@ def test_every_registry_name_a_dropdown_shows_resolves(tmp_path, monkeypatch):
     """Each registry file name listed by a node's model dropdown (nested ones such as
     sam2.1-hiera-tiny/model.safetensors included) is found in the registry, and when the file is
     absent the error names that file, its folder and its URL."""
-    from remaster.cli import node_mappings
+    from remaster.headless.cli import node_mappings
 
     by_name = {e.filename: e for e in registry.entries().values()}
     seen = set()

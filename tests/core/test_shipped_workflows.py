@@ -5,7 +5,6 @@ loaded by the real loaders. (The stage examples — upscale, face_restore, backg
 interpolate_60fps, inpainting — have end-to-end tests beside their stages.)"""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from conftest import SHARED_MODELS, clip
 from remaster import host
-from remaster.cli import main
+from remaster.headless.cli import main
 from remaster.models import registry
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from remaster.stream import Chunk, FrameStream, default_chunk_size, from_tensor, rebatch
+from remaster.stream import Chunk, default_chunk_size, from_tensor, rebatch
 
 
 def counting_source(n=10, h=8, w=8):

@@ -1,7 +1,6 @@
 """Every mistake a script author makes is one line on stderr naming what to fix, exit code 2,
 and nothing runs (no output file, no ./output folder)."""
 import json
-import os
 import socket
 from pathlib import Path
 

@@ -3,7 +3,6 @@ that sends execution_success before /history holds the outputs, as ComfyUI 0.3.6
 against two real ComfyUI instances where a ComfyUI checkout is configured."""
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLIPS, clip
+from conftest import CLIPS
 from videogen import colour_pattern
 
 from remaster.media import hdr

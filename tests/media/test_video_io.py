@@ -15,7 +15,7 @@ from conftest import clip
 from videogen import audio_onset, colour_pattern, decode_all, tone, write_video
 
 from remaster import host
-from remaster.media import decode, encode
+from remaster.media import decode
 from remaster.media.decode import VideoError, open_video
 from remaster.media.encode import EncodeError, save_video
 from remaster.stream import from_tensor

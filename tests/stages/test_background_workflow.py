@@ -5,11 +5,11 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
 from conftest import ROOT, clip, shared_model
-from remaster import host, runner
-from remaster.cli import node_mappings
+from remaster import host
+from remaster.headless import runner
+from remaster.headless.cli import node_mappings
 
 
 def test_background_workflow_replaces_the_background_of_a_talking_head(tmp_path):

@@ -6,7 +6,7 @@ import torch
 from conftest import clip
 from remaster.media.decode import open_video
 from remaster.stages import colour as C
-from remaster.stages.lut import linear_to_srgb, srgb_to_linear
+from remaster.analysis.colourspace import linear_to_srgb, srgb_to_linear
 from remaster.stream import from_tensor
 
 CAST = torch.tensor([1.25, 1.0, 0.75])  # a strong warm cast in linear light
@@ -148,7 +148,7 @@ def test_node_and_chunking_give_the_same_frames(clips_dir):
 def test_grade_lut_workflow_runs_end_to_end(tmp_path, capsys, clips_dir):
     from pathlib import Path
 
-    from remaster.cli import main
+    from remaster.headless.cli import main
 
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "graded.mp4"

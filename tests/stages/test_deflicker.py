@@ -5,7 +5,7 @@ import torch
 from conftest import clip
 from remaster.media.decode import open_video
 from remaster.stages import deflicker as D
-from remaster.stages.lut import linear_to_srgb, srgb_to_linear
+from remaster.analysis.colourspace import linear_to_srgb, srgb_to_linear
 from remaster.stream import from_tensor
 
 LUMA = torch.tensor([0.2126, 0.7152, 0.0722])

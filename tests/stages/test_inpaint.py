@@ -13,7 +13,7 @@ from conftest import clip
 from remaster import host
 from remaster.media.decode import open_video
 from remaster.stages import inpaint as inp
-from remaster.stages.keyframes import analyse_keyframes
+from remaster.stages.inpaint.keyframes import analyse_keyframes
 from remaster.stages.package import comparison
 from remaster.stream import from_tensor
 
@@ -194,8 +194,8 @@ def test_errors_name_the_fix():
 
 def test_tiny_diffusers_pipeline_runs_the_workflow_end_to_end(tmp_path):
     """The shipped API workflow, run by the real runner, with a random-weight diffusers folder."""
-    from remaster import runner
-    from remaster.cli import node_mappings
+    from remaster.headless import runner
+    from remaster.headless.cli import node_mappings
 
     video = clip("juggle_720p24.mp4")
     build_tiny_inpaint_pipeline(host.model_dirs("diffusers")[0] / "tiny-inpaint")
@@ -290,7 +290,7 @@ def test_comfy_backend_calls_comfyui_nodes(monkeypatch):
     fake = types.SimpleNamespace(CLIPTextEncode=CLIPTextEncode, InpaintModelConditioning=InpaintModelConditioning,
                                  common_ksampler=common_ksampler)
     monkeypatch.setitem(sys.modules, "nodes", fake)
-    monkeypatch.setattr(host, "IN_COMFYUI", True)
+    monkeypatch.setattr(host.comfy, "IN_COMFYUI", True)
     image, mask = torch.rand(1, 37, 52, 3), torch.zeros(1, 37, 52)
     backend = inp.ComfyInpaint(object(), object(), VAE(), "dpmpp_2m", "karras")
     out = backend.generate(image, mask, prompt="a red shirt", negative="", strength=0.4, seed=3, steps=5,

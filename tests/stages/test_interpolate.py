@@ -9,7 +9,7 @@ import torch
 from conftest import clip, shared_model
 from remaster import host
 from remaster.models import rife
-from remaster.stages import scenes
+from remaster.analysis import scenes
 from remaster.stages.interpolate import interpolate, output_count, parse_fps
 from remaster.stream import AudioRef, from_tensor
 
@@ -184,7 +184,7 @@ def test_node_and_shipped_workflow_run_end_to_end(tmp_path):
 
     import av
 
-    from remaster.cli import main, node_mappings
+    from remaster.headless.cli import main, node_mappings
 
     real = shared_model(REAL)
     folder = host.model_dirs("rife")[0]

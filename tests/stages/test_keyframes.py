@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from remaster.stream import from_tensor
-from remaster.stages import flow as flowlib
-from remaster.stages.keyframes import analyse_keyframes, keyframe_stream
+from remaster.analysis import flow as flowlib
+from remaster.stages.inpaint.keyframes import analyse_keyframes, keyframe_stream
 
 H, W, N = 120, 160, 48
 CHANGES = [12, 25, 37]

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from remaster.models.cache import MODELS
 from remaster import host
 from remaster.models import registry
 from remaster.stages import masks
@@ -51,7 +52,7 @@ def _tiny_sam2(name="sam2-tiny-random"):
 
 @pytest.fixture
 def tiny(monkeypatch):
-    masks._loaded.clear()
+    MODELS.clear()
     return _tiny_sam2()
 
 

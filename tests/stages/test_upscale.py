@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import clip, shared_model
+from remaster.models.cache import MODELS
 from remaster import host
 from remaster.models import registry
 from remaster.stages import upscale as up
@@ -26,9 +27,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    up._model_cache.clear()
+    MODELS.clear()
     yield
-    up._model_cache.clear()
+    MODELS.clear()
 
 
 def place(rel: str, name: str | None = None) -> str:
@@ -73,7 +74,7 @@ def test_matches_spandrel_fp32_full_image(rel, size):
     y32 = up.Upscaler(desc, CPU, "fp32")(x)
     assert y32.shape == ref.shape == (1, size * 4, size * 4, 3)
     assert psnr(y32, ref) >= 50.0
-    up._model_cache.clear()
+    MODELS.clear()
     ybf = up.Upscaler(up.load_model(name), CPU, "bf16")(x)
     assert ybf.dtype == torch.float32
     assert psnr(ybf, ref) >= 40.0
@@ -253,7 +254,7 @@ def test_tile_starts_cover_and_overlap():
 def test_example_workflow_runs_end_to_end(tmp_path):
     """workflows/api/upscale.json through the in-process runner on a short real clip: the file
     written is twice the size of the (shrunk) input, with every frame."""
-    from remaster import cli, runner
+    from remaster.headless import cli, runner
     from remaster.media.decode import probe
 
     place("realesrgan/realesr-general-x4v3.pth")

@@ -238,7 +238,7 @@ def fake_server(monkeypatch):
     mod = types.ModuleType("server")
     mod.PromptServer = types.SimpleNamespace(instance=instance)
     monkeypatch.setitem(sys.modules, "server", mod)
-    monkeypatch.setattr(host, "IN_COMFYUI", True)
+    monkeypatch.setattr(host.comfy, "IN_COMFYUI", True)
     return instance, sent
 
 
@@ -247,7 +247,7 @@ def test_host_registers_routes_only_inside_comfyui(fake_server, monkeypatch):
     assert host.register_routes(routes.make_routes())
     assert {(r.method, r.path) for r in instance.routes} == {
         ("GET", "/remaster/video_info"), ("GET", "/remaster/frame"), ("POST", "/remaster/sam2_preview")}
-    monkeypatch.setattr(host, "IN_COMFYUI", False)
+    monkeypatch.setattr(host.comfy, "IN_COMFYUI", False)
     assert host.register_routes(routes.make_routes()) is False
 
 

@@ -21,11 +21,15 @@ candidate, carry the edit through its keyframe group following the motion, check
 """
 from .backends import CallableInpaint, ComfyInpaint, DiffusersInpaint, InpaintBackend, diffusers_model_choices, resolve_diffusers_folder
 from .candidates import InpaintCandidates, KeyframeEdit, candidate_sheet, inpaint_keyframes
+from .keyframes import KeyframePlan, analyse_keyframes, keyframe_stream
 from .geometry import crop_box, edit_region, feather, rectangle_mask
 from .propagate import JumpMeter, propagate
 from .select import InpaintSelection, parse_picks, select_candidates
 
 __all__ = [
+    "KeyframePlan",
+    "analyse_keyframes",
+    "keyframe_stream",
     "InpaintBackend",
     "DiffusersInpaint",
     "ComfyInpaint",

@@ -14,6 +14,8 @@ import torch
 
 from ... import host
 from .geometry import resize_hw
+from ...models.cache import MODELS
+from ...models.precision import pick_dtype
 
 
 class InpaintBackend:
@@ -64,15 +66,6 @@ def resolve_diffusers_folder(name: str) -> Path:
     )
 
 
-def _model_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and host.cpu_has_fast_bf16():
-        return torch.bfloat16
-    return torch.float32
-
-
-_pipeline_cache: dict = {}  # the last loaded diffusers pipeline, reused by later runs
 
 
 class DiffusersInpaint(InpaintBackend):
@@ -85,18 +78,18 @@ class DiffusersInpaint(InpaintBackend):
 
         self.folder = resolve_diffusers_folder(model)
         self.device = device or host.torch_device()
-        self.dtype = _model_dtype(self.device)
+        self.dtype = pick_dtype(self.device)
         key = (str(self.folder), (self.folder / "model_index.json").stat().st_mtime_ns, str(self.device), str(self.dtype))
-        if _pipeline_cache.get("key") != key:
-            _pipeline_cache.clear()  # keep at most one pipeline alive
+
+        def load():
             pipe = StableDiffusionInpaintPipeline.from_pretrained(
                 str(self.folder), dtype=self.dtype, local_files_only=True,
                 safety_checker=None, requires_safety_checker=False,
             )
             pipe.set_progress_bar_config(disable=True)
-            pipe.to(self.device)
-            _pipeline_cache.update(key=key, pipe=pipe)
-        self.pipe = _pipeline_cache["pipe"]
+            return pipe.to(self.device)
+
+        self.pipe = MODELS.get("diffusers_inpaint", key, load)  # at most one pipeline alive
         self.native = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
         self.multiple = max(8, int(self.pipe.vae_scale_factor))
 

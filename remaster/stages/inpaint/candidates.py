@@ -11,8 +11,8 @@ import torch
 
 from ... import host
 from ...stream import FrameStream, fingerprint_of
-from .. import flow as flowlib
-from ..keyframes import KeyframePlan
+from ...analysis import flow as flowlib
+from .keyframes import KeyframePlan
 from .backends import InpaintBackend
 from .geometry import crop_box, model_size, resize_hw, to_float, to_uint8
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from ... import host
 from ...stream import Chunk, FrameStream
-from .. import flow as flowlib
-from ..keyframes import KeyframePlan
+from ...analysis import flow as flowlib
+from .keyframes import KeyframePlan
 from .geometry import feather, to_float
 from .select import InpaintSelection
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...stream import fingerprint_of
-from ..keyframes import KeyframePlan
+from .keyframes import KeyframePlan
 from .candidates import InpaintCandidates
 from .geometry import to_float
 

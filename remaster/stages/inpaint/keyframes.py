@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 import torch
 
-from .. import host
-from ..stream import Chunk, FrameStream, fingerprint_of
-from . import flow as flowlib
-from .scenes import CutDetector
+from ... import host
+from ...stream import Chunk, FrameStream, fingerprint_of
+from ...analysis import flow as flowlib
+from ...analysis.scenes import CutDetector
 
 __all__ = ["KeyframePlan", "analyse_keyframes", "keyframe_stream", "threshold_scale"]
 

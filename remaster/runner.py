@@ -1,5 +1,0 @@
-"""Kept for imports written before the move: the code lives in :mod:`remaster.headless.runner`."""
-from .headless.runner import *  # noqa: F401,F403
-from .headless import runner as _impl
-
-globals().update({k: v for k, v in vars(_impl).items() if not k.startswith("__")})
