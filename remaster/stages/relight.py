@@ -105,17 +105,28 @@ def preset(name: str, **overrides) -> RelightSettings:
 # ---------------------------------------------------------------------------------------------
 # colour of the light
 # ---------------------------------------------------------------------------------------------
+_XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
+
+
 @lru_cache(maxsize=64)
 def light_tint(kelvin: float) -> tuple[float, float, float]:
     """Linear-light RGB gains of a black-body (Planckian locus, Kang et al. 2002 approximation)
     relative to D65, with unit luminance: 6500 K is (nearly) neutral."""
 
     def rgb(k: float) -> np.ndarray:
-        import colour
-
-        xy = colour.temperature.CCT_to_xy_Kang2002(float(np.clip(k, 1667, 25000)))
-        xyz = colour.xy_to_XYZ(xy)
-        return np.asarray(colour.XYZ_to_RGB(xyz, "sRGB", apply_cctf_encoding=False), dtype=np.float64)
+        t = float(np.clip(k, 1667.0, 25000.0))
+        if t <= 4000:
+            x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
+        else:
+            x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
+        if t <= 2222:
+            y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+        elif t <= 4000:
+            y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+        else:
+            y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+        xyz = np.array([x / y, 1.0, (1.0 - x - y) / y])
+        return _XYZ_TO_SRGB @ xyz
 
     c = rgb(kelvin) / rgb(6504.0)
     c = c / float(c @ np.array(LUMA))
