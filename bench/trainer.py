@@ -8,7 +8,8 @@ Each degraded clip is then
 
 * ``bicubic``: plainly upscaled x2 (the baseline);
 * ``colour+x2``: Auto Colour (the shipped ``enhance`` settings) then Real-ESRGAN general v3 x2;
-* ``chain``: the pack's enhancement chain: Relight (natural) + Auto Colour + x2 with
+* ``chain``: the pack's enhancement chain: Video Matting (RVM) + Relight (natural, the matte
+  guiding the exposure) + Auto Colour + x2 with
   realesr-general-x4v3 (which also removes noise and compression artefacts);
 
 and scored against the clean original: PSNR, SSIM (luma, Gaussian window) and flicker (mean
@@ -125,8 +126,11 @@ def delta_e(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run_chain(deg: torch.Tensor, size, relight: bool, fps: int = 25) -> torch.Tensor:
     s = from_tensor(deg, fps)
-    if relight:
-        s = R.relight(s, R.preset("natural", target="both"))
+    if relight:  # the person's matte guides the exposure (the whole frame gets the new light)
+        from remaster.stages import matting
+
+        rvm = str(SHARED / "models" / "matting" / "rvm_mobilenetv3.pth")
+        s = R.relight(matting.rvm_matte(s, rvm, reset_at_cuts=False), R.preset("natural", target="both"))
     s = C.auto_colour(s, ENHANCE)
     model = str(SHARED / "models" / "realesrgan" / "realesr-general-x4v3.pth")
     s = U.upscale(s, model, target_height=size[0])

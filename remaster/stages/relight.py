@@ -285,10 +285,8 @@ class Relighter:
             pick = torch.ones_like(g_small, dtype=torch.bool)
         elif s.target == "background":
             pick = m_small < 0.5
-        elif s.target == "person":
+        else:  # person, or both with a matte: the person's exposure is the one that matters
             pick = m_small > 0.5
-        else:
-            pick = torch.ones_like(g_small, dtype=torch.bool)
         if int(pick.sum()) < 16:
             pick = torch.ones_like(g_small, dtype=torch.bool)
         level, shade = float(g_small[pick].mean()), float(combined[pick].clamp(max=0.0).mean())
