@@ -34,6 +34,14 @@ def node_mappings() -> dict:
     return mod.NODE_CLASS_MAPPINGS
 
 
+def workflow_mappings() -> dict:
+    """The pack's nodes plus schema stand-ins of the ComfyUI core nodes shipped workflows use
+    (for building and checking UI twins; they cannot run in-process)."""
+    from .core_nodes import NODE_CLASS_MAPPINGS as core
+
+    return {**core, **node_mappings()}
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/api/fast.json)")
     p.add_argument("--input", help="video for the (first) Load Video node")
@@ -153,7 +161,7 @@ def _models(args) -> int:
 def _workflows(args) -> int:
     from . import workflows
 
-    mappings = node_mappings()
+    mappings = workflow_mappings()
     if args.wcmd == "build":
         for p in workflows.build_all(ROOT, mappings):
             print(p.relative_to(ROOT))
