@@ -179,7 +179,7 @@ def normals_from_mask(mask: np.ndarray) -> np.ndarray:
     top, bottom = int(rows[0]), int(rows[-1])
     height = bottom - top + 1
     cols = np.nonzero(binary.any(0))[0]
-    reach = max(2.0, 0.12 * min(height, cols[-1] - cols[0] + 1))
+    reach = max(2.0, 0.3 * min(height, cols[-1] - cols[0] + 1))  # rounded all across: no flat top
     d = cv2.distanceTransform(binary, cv2.DIST_L2, 3)
     t = np.clip(d / reach, 0.0, 1.0)
     z = reach * np.sqrt(np.clip(1.0 - (1.0 - t) ** 2, 0.0, 1.0))
@@ -194,7 +194,7 @@ def normals_from_mask(mask: np.ndarray) -> np.ndarray:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         e = 1.0 - ((xx - cx) / rx) ** 2 - ((yy - cy) / ry) ** 2
         z = np.maximum(z, rx * np.sqrt(np.clip(e, 0.0, 1.0)) * (binary > 0))
-    z = cv2.GaussianBlur(z.astype(np.float32), (0, 0), max(1.0, reach / 6))
+    z = cv2.GaussianBlur(z.astype(np.float32), (0, 0), max(1.0, reach / 2.5))  # no crease at the medial axis
     gy, gx = np.gradient(z)
     n = np.stack([-gx, -gy, np.ones_like(z)], -1)
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
