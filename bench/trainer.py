@@ -8,8 +8,8 @@ Each degraded clip is then
 
 * ``bicubic``: plainly upscaled x2 (the baseline);
 * ``colour+x2``: Auto Colour (the shipped ``enhance`` settings) then Real-ESRGAN general v3 x2;
-* ``chain``: the pack's enhancement chain: Video Matting (RVM) + Relight (natural, the matte
-  guiding the exposure) + Auto Colour + x2 with
+* ``chain``: the pack's enhancement chain: Relight (natural; the exposure measured on the whole
+  frame, or on the person through a Video Matting (RVM) matte) + Auto Colour + x2 with
   realesr-general-x4v3 (which also removes noise and compression artefacts);
 
 and scored against the clean original: PSNR, SSIM (luma, Gaussian window) and flicker (mean
@@ -124,9 +124,11 @@ def delta_e(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean(colour.delta_E(lab(a), lab(b), method="CIE 2000")))
 
 
-def run_chain(deg: torch.Tensor, size, relight: bool, fps: int = 25) -> torch.Tensor:
+def run_chain(deg: torch.Tensor, size, relight: str = "", fps: int = 25) -> torch.Tensor:
     s = from_tensor(deg, fps)
-    if relight:  # the person's matte guides the exposure (the whole frame gets the new light)
+    if relight == "frame":  # the whole frame's exposure drives the curve
+        s = R.relight(s, R.preset("natural", target="both"))
+    elif relight == "matte":  # the person's matte guides the exposure (the whole frame gets the new light)
         from remaster.stages import matting
 
         rvm = str(SHARED / "models" / "matting" / "rvm_mobilenetv3.pth")
@@ -156,8 +158,9 @@ def main() -> None:
         for cast in () if args.colour_only else ("warm", "green") if i == 0 else ("warm",):
             deg = phone(clean, cast)
             t = time.perf_counter()
-            results = {"bicubic": bicubic(deg, size), "colour+x2": run_chain(deg, size, False),
-                       "chain": run_chain(deg, size, True)}
+            results = {"bicubic": bicubic(deg, size), "colour+x2": run_chain(deg, size),
+                       "chain (frame exposure)": run_chain(deg, size, "frame"),
+                       "chain (person exposure, RVM)": run_chain(deg, size, "matte")}
             wall = time.perf_counter() - t
             for k, v in results.items():
                 rows.append((f"{name.split('_')[0]} {cast}", k, psnr(v, clean), ssim(v, clean), flicker(v), flicker(clean)))
