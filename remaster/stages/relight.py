@@ -1,11 +1,13 @@
 """Relight: change the light on a person (or the background) and keep everything else.
 
 Each frame is split into *shading* (smooth, low-frequency illumination) and *reflectance*
-(texture, skin, identity) on luminance: the shading is an edge-aware estimate of log luminance
-(a self-guided filter, He et al., computed on a small copy; its linear coefficients are brought
-back to full size, the "fast guided filter", so shading edges stay sharp where the picture has
-them). Only the shading is changed; the output is ``reflectance x new shading``, i.e. the frame
-multiplied by a smooth per-pixel gain, so texture and faces are carried over untouched.
+(texture, skin, identity) on luminance: the shading is the log luminance averaged over a wide
+window inside each region of the matte separately (person, background: normalised convolution),
+so it is smooth across reflectance edges (hair against skin) and sharp along the person's outline;
+without a matte a self-guided filter (He et al.) keeps strong edges out of it instead. This runs
+on a small copy; only the shading is changed, and the output is ``reflectance x new shading``,
+i.e. the frame times a smooth per-pixel gain joined along the full-size matte, so texture and
+faces are carried over untouched.
 
 The new shading:
 
