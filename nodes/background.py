@@ -19,7 +19,8 @@ def _input_images() -> list[str]:
 class RemasterReplaceBackground(StreamStage):
     DESCRIPTION = (
         "Put the person (the stream's mask, e.g. from Video Matting) in front of a new background: a "
-        "colour, a blurred/darkened copy of the original, an image, or another video (looped or held "
+        "colour, a blurred/darkened copy of the original (the person left out of the blur), an image, a ComfyUI "
+        "IMAGE (e.g. a backdrop generated from a prompt), or another video (looped or held "
         "when shorter, trimmed when longer, fitted by cover or contain). Edge colour from the old "
         "background is removed, and light wrap / colour matching help the person sit in the new scene. "
         "Where the mask is 1 the original pixels are kept exactly."
@@ -51,6 +52,9 @@ class RemasterReplaceBackground(StreamStage):
             },
             "optional": {
                 "background": (FRAMES, {"tooltip": "Background video for source=stream."}),
+                "background_image": ("IMAGE", {"tooltip": "A ComfyUI IMAGE as the background (e.g. from a text-to-image graph: "
+                                                          "VAE Decode). Used whatever 'source' says; a batch of several images "
+                                                          "plays as a background video."}),
             },
         }
 
@@ -61,12 +65,13 @@ class RemasterReplaceBackground(StreamStage):
         return f"background image '{image}' not found in the input folder ({host.input_dir()}) or as a path"
 
     def run(self, frames, source="color", color="#00b140", blur=24.0, darken=0.3, image="", fit="cover", loop=True,
-            decontaminate=True, light_wrap=0.0, wrap_radius=12.0, match_color=0.0, background=None):
+            decontaminate=True, light_wrap=0.0, wrap_radius=12.0, match_color=0.0, background=None,
+            background_image=None):
         image_path = str(host.annotated_input_path(image)) if source == "image" and image not in ("", "(none)") else None
         return (bg_stage.replace_background(
             frames, source=source, color=color, blur=blur, darken=darken, image=image_path, background=background,
             fit_mode=fit, loop=loop, decontaminate_edges=decontaminate, wrap=light_wrap, wrap_radius=wrap_radius,
-            match_color=match_color,
+            match_color=match_color, image_tensor=background_image,
         ),)
 
 

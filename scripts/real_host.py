@@ -240,7 +240,9 @@ class Browser:
     # -- golden widget values -------------------------------------------------------------------
     def capture_golden(self, out_dir: Path, info: dict, frontend: str):
         out_dir.mkdir(parents=True, exist_ok=True)
-        for cls in sorted(c for c in info if c.startswith("Remaster")):
+        # the pack's nodes, and the ComfyUI core nodes its shipped workflows use (remaster/headless/core_nodes.py)
+        core = set(re.findall(r"^class (\w+)\(_Core\)", (PACK_DEFAULT / "remaster" / "headless" / "core_nodes.py").read_text(), re.M))
+        for cls in sorted(c for c in info if c.startswith("Remaster") or c in core):
             got = self.page.evaluate("""(type) => {
                 const n = LiteGraph.createNode(type); app.graph.add(n);
                 const s = n.serialize(), size = [Math.round(n.size[0]), Math.round(n.size[1])];

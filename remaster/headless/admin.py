@@ -113,7 +113,7 @@ def workflows(args, node_mappings) -> int:
         print(table(rows, ["name", "what it does", "models (state)"]))
         print("\nrun one: python -m remaster run NAME --input VIDEO --output OUT.mp4")
         return 0
-    mappings = node_mappings()
+    mappings = workflow_mappings()
     if args.wcmd == "build":
         for p in wf.build_all(ROOT, mappings):
             print(p.relative_to(ROOT))

@@ -41,6 +41,14 @@ def node_mappings() -> dict:
     return mod.NODE_CLASS_MAPPINGS
 
 
+def workflow_mappings() -> dict:
+    """The pack's nodes plus schema stand-ins of the ComfyUI core nodes shipped workflows use
+    (for building and checking UI twins; they cannot run in-process)."""
+    from .core_nodes import NODE_CLASS_MAPPINGS as core
+
+    return {**core, **node_mappings()}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2, and help when a command is incomplete."""
 

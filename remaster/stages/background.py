@@ -99,20 +99,43 @@ def decontaminate(frames: torch.Tensor, alpha: torch.Tensor, radius: float = 8.0
     """Estimate the pure foreground colour where 0 < alpha < 1.
 
     ``I = a F + (1-a) B``: the old background ``B`` is estimated from nearby pixels that are
-    almost pure background (weight ``(1-a)^4``), then ``F = (I - (1-a) B) / a``. Where no such
-    pixel is near, or alpha is 1, the pixel is left as it is.
+    almost pure background (weight ``(1-a)^8``), then ``F = (I - (1-a) B) / a``. That division
+    is only trusted where alpha is large enough; in the faint outer tail of a matte (motion blur
+    around a moving hand, the last wisps of hair) it would amplify the old background into a
+    bright or dark fringe, so there ``F`` is taken from the nearby solid foreground instead
+    (weight ``a^8``). Where alpha is 1, or no estimate is near, the pixel is left as it is.
     """
     x = frames.permute(0, 3, 1, 2)
     a = alpha.unsqueeze(1)
     inv = 1.0 - a
-    wgt = inv**4
     sigma = max(1.0, radius / 2)
+    wgt = inv**8
     wsum = gaussian_blur(wgt, sigma)
     b_est = gaussian_blur(x * wgt, sigma) / wsum.clamp_min(1e-6)
     f = ((x - inv * b_est) / a.clamp_min(0.05)).clamp(0, 1)
+    fw = a**8
+    fsum = gaussian_blur(fw, 2 * sigma)
+    f_near = gaussian_blur(x * fw, 2 * sigma) / fsum.clamp_min(1e-6)
+    trust = ((a - 0.1) / 0.4).clamp(0, 1)
+    f = torch.where(fsum > 1e-3, f_near + (f - f_near) * trust, f)
     keep = (a >= 1.0) | (wsum < 1e-3)
     f = torch.where(keep, x, f)
     return f.permute(0, 2, 3, 1)
+
+
+def blurred_backdrop(frames: torch.Tensor, alpha: torch.Tensor, sigma: float, darken: float = 0.0) -> torch.Tensor:
+    """The frame's own background, blurred, with the person left out (normalised convolution:
+    each pixel averages only background pixels around it), so no blurred ghost of the person,
+    or of a moving hand, is left behind them."""
+    x = frames.permute(0, 3, 1, 2)
+    if sigma <= 0:
+        return frames * (1.0 - darken)
+    w = (1.0 - alpha.unsqueeze(1)).clamp(0, 1) ** 8
+    num, den = gaussian_blur(x * w, sigma), gaussian_blur(w, sigma)
+    wide = gaussian_blur(x * w, 4 * sigma) / gaussian_blur(w, 4 * sigma).clamp_min(1e-6)
+    fallback = torch.where(gaussian_blur(w, 4 * sigma) > 1e-4, wide, gaussian_blur(x, sigma))
+    bg = torch.where(den > 1e-3, num / den.clamp_min(1e-6), fallback)
+    return (bg * (1.0 - darken)).permute(0, 2, 3, 1)
 
 
 def light_wrap(comp: torch.Tensor, bg: torch.Tensor, alpha: torch.Tensor, strength: float, radius: float) -> torch.Tensor:
@@ -219,10 +242,27 @@ def replace_background(
     wrap_radius: float = 12.0,
     match_color: float = 0.0,
     keep_mask: bool = True,
+    image_tensor: Optional[torch.Tensor] = None,
 ) -> FrameStream:
-    """Composite the stream over a new background using its mask as alpha."""
+    """Composite the stream over a new background using its mask as alpha.
+
+    ``image_tensor``: a picture made elsewhere (a ComfyUI IMAGE ``[B,H,W,3]``, e.g. from a
+    text-to-image graph) used as the background whatever ``source`` says: one image is a still,
+    a batch of several plays as a background video."""
     require_mask(stream, "Replace background")
-    if source not in SOURCES:
+    if image_tensor is not None:
+        if image_tensor.ndim == 3:
+            image_tensor = image_tensor.unsqueeze(0)
+        if image_tensor.ndim != 4 or image_tensor.shape[-1] < 3 or image_tensor.shape[0] < 1:
+            raise ValueError(f"background_image must be an IMAGE [B,H,W,3], got {tuple(image_tensor.shape)}")
+        image_tensor = image_tensor[..., :3].float().cpu()
+        if image_tensor.shape[0] > 1:
+            from ..stream import from_tensor
+
+            source, background = "stream", from_tensor(image_tensor, stream.info.fps, source="image batch")
+        else:
+            source = "image_tensor"
+    if source not in SOURCES + ("image_tensor",):
         raise ValueError(f"unknown background source '{source}'; choose one of {', '.join(SOURCES)}")
     if fit_mode not in FITS:
         raise ValueError(f"unknown fit '{fit_mode}'; choose one of {', '.join(FITS)}")
@@ -232,6 +272,8 @@ def replace_background(
     h, w = info.height, info.width
     rgb = parse_color(color) if source == "color" else None
     still = None
+    if source == "image_tensor":
+        still = fit(image_tensor, h, w, fit_mode)[0]
     if source == "image":
         if not image:
             raise ValueError("background source is 'image' but no image was given: choose an image file")
@@ -240,7 +282,7 @@ def replace_background(
         raise ValueError("background source is 'stream' but no background frames are connected")
     params = {
         "source": source, "color": rgb, "blur": blur, "darken": darken,
-        "image": str(image) if source == "image" else None,
+        "image": str(image) if source == "image" else (image_tensor if source == "image_tensor" else None),
         "background": background.fingerprint if source == "stream" and background is not None else None,
         "fit": fit_mode, "loop": loop, "decontaminate": decontaminate_edges, "wrap": wrap,
         "wrap_radius": wrap_radius, "match_color": match_color, "keep_mask": keep_mask,
@@ -257,9 +299,8 @@ def replace_background(
             if source == "color":
                 bg = torch.tensor(rgb, dtype=frames.dtype).view(1, 1, 1, 3).expand(n, h, w, 3)
             elif source == "blur":
-                bg = gaussian_blur(frames.permute(0, 3, 1, 2), blur).permute(0, 2, 3, 1) if blur > 0 else frames
-                bg = bg * (1.0 - darken)
-            elif source == "image":
+                bg = blurred_backdrop(frames, alpha, blur, darken)
+            elif source in ("image", "image_tensor"):
                 bg = still.unsqueeze(0).expand(n, -1, -1, -1)
             else:
                 bg = next(bg_iter)

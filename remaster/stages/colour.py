@@ -162,26 +162,72 @@ def measure(chunk: Chunk, s: AutoColourSettings) -> np.ndarray:
 N_PARAMS = 6
 
 
+# what a well-exposed picture already has: corrections start only beyond these
+_BLACK_OK = 0.03  # display black point (0.5th percentile) that needs no lowering
+_RANGE_OK = 0.80  # black-to-white range that needs no stretching
+_CAST_OK = 0.03  # log-gain scale below which a colour cast is (mostly) left alone
+_GREY_TOLERANCE = 0.06  # display-median distance from the target grey left alone
+
+
+def _wb_log_gains(stats: np.ndarray, s: AutoColourSettings) -> np.ndarray:
+    """Log gains ``[N, 3]`` that neutralise the chosen reference, made gentle: for the automatic
+    references (grey world, white patch) only the part of the cast the *other* estimate confirms
+    is removed (a sunset's bright sky or a lone orange wall is not a cast), and a slight cast
+    (under ~2 %) is left alone."""
+    luma = np.array(LUMA)
+
+    def gains(ref: np.ndarray) -> np.ndarray:
+        ref = np.clip(ref, 1e-4, None)
+        return np.log(np.clip((ref @ luma)[:, None] / ref, 0.4, 2.5))
+
+    col = {"grey_world": 0, "white_patch": 3, "region": 6}[s.white_balance]
+    g = gains(stats[:, col:col + 3])
+    if s.white_balance != "region":
+        other = gains(stats[:, 3:6] if col == 0 else stats[:, 0:3])
+        agree = np.sqrt(np.clip(np.where(np.abs(g) > 1e-6, other / np.where(np.abs(g) > 1e-6, g, 1.0), 0.0), 0.0, 1.0))
+        g = g * agree
+        g = g * (g * g / (g * g + _CAST_OK**2))  # soft dead band: slight casts fade out
+    g = g * s.wb_strength
+    return g  # the caller restores the reference's luminance
+
+
 def params_from_stats(stats: np.ndarray, s: AutoColourSettings) -> np.ndarray:
-    """Per-frame correction parameters ``[N, 6]`` from statistics ``[N, 12]``."""
+    """Per-frame correction parameters ``[N, 6]`` from statistics ``[N, 12]``.
+
+    Gentle by design, so that running it is never worse than not: a picture that already has
+    deep blacks, a full range, a neutral balance and a mid-grey median is left (nearly) alone;
+    only the part of each measured fault beyond what a good picture has is corrected."""
     n = stats.shape[0]
     out = np.zeros((n, N_PARAMS))
     luma = np.array(LUMA)
     if s.white_balance == "off":
-        ref = np.ones((n, 3))
+        gains = np.ones((n, 3))
     else:
         col = {"grey_world": 0, "white_patch": 3, "region": 6}[s.white_balance]
         ref = np.clip(stats[:, col:col + 3], 1e-4, None)
-    gains = np.clip((ref @ luma)[:, None] / ref, 0.4, 2.5) ** s.wb_strength  # neutralise the reference
-    gains /= (((ref * gains) @ luma) / (ref @ luma))[:, None]  # ... keeping its luminance
+        gains = np.exp(_wb_log_gains(stats, s))
+        gains /= (((ref * gains) @ luma) / (ref @ luma))[:, None]  # keep the reference's luminance
     out[:, 0:3] = gains
-    black, white, mid = stats[:, 9], stats[:, 10], stats[:, 11]
-    black = np.clip(black, 0.0, 0.35) * s.levels_strength
-    white = 1.0 - (1.0 - np.clip(white, 0.5, 1.0)) * s.levels_strength
-    out[:, 3], out[:, 4] = black, white
-    mid_after = np.clip((mid - black) / np.maximum(white - black, 1e-3), 0.02, 0.98)
-    gamma = np.log(s.target_grey) / np.log(mid_after)
-    out[:, 5] = np.clip(gamma, 0.6, 1.6) ** s.exposure_strength
+    black, white, mid = stats[:, 9], np.maximum(stats[:, 10], stats[:, 9] + 0.05), stats[:, 11]
+    k = s.levels_strength
+    # levels: lifted blacks come down toward the normal black; a compressed range is stretched
+    # by the part of its shortfall beyond a normal range (contrast of a good picture is kept)
+    rng = white - black
+    # a faded picture has lifted blacks, dull whites and a short range; a high-key scene (lifted
+    # blacks, bright whites) or a low-key one (short range, deep blacks) is not faded
+    faded = np.clip((_RANGE_OK - rng) / 0.2, 0.0, 1.0) * np.clip((0.92 - white) / 0.1, 0.0, 1.0)
+    new_black = black - np.clip(black - _BLACK_OK, 0.0, 0.35) * k * faded
+    new_rng = np.minimum(1.0 - new_black, rng + np.clip(0.95 - rng, 0.0, None) * k * faded)
+    scale = np.maximum(new_rng, 1e-3) / np.maximum(rng, 1e-3)
+    lo = black - new_black / scale  # input value mapped to 0 ...
+    hi = lo + 1.0 / scale  # ... and to 1 (both may lie outside 0..1)
+    out[:, 3], out[:, 4] = lo, hi
+    # exposure: lift a dark median toward the target grey (never darken a bright picture)
+    mid_after = np.clip((mid - lo) / np.maximum(hi - lo, 1e-3), 0.02, 0.98)
+    short = np.clip(s.target_grey - _GREY_TOLERANCE - mid_after, 0.0, None)
+    goal = np.clip(mid_after + short, 0.02, 0.98)
+    gamma = np.log(goal) / np.log(mid_after)
+    out[:, 5] = np.clip(gamma, 0.5, 1.0) ** s.exposure_strength
     return out
 
 
@@ -272,7 +318,7 @@ def tone_curves(p: torch.Tensor, s: AutoColourSettings, size: int = 4096) -> tor
     y = v[None, :, None].expand(p.shape[0], size, 3)
     if s.white_balance != "off":
         y = linear_to_srgb(srgb_to_linear(y) * g)
-    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(0.0, 1.0)
+    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(0.0, 1.0)  # black/white: inputs mapped to 0/1
     return y.pow(gamma).float()
 
 

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from remaster import workflows
+<<<<<<< HEAD
 from remaster.headless.cli import node_mappings
+=======
+from remaster.cli import workflow_mappings
+>>>>>>> i15-relight
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "data" / "frontend_widgets").glob("*.json"))
@@ -62,7 +66,7 @@ def test_golden_spec_is_current(path):
     """The captured spec is the node's current one (same widget inputs, order and flags); when a
     node's inputs change, the golden file must be captured again from the real frontend."""
     g = _golden(path)
-    cls = node_mappings().get(g["class_type"])
+    cls = workflow_mappings().get(g["class_type"])
     if cls is None:
         pytest.fail(f"{g['class_type']} no longer exists; delete {path.name}")
     now = [(name, k) for name, k in workflows.widget_slots(cls)]
@@ -71,7 +75,7 @@ def test_golden_spec_is_current(path):
 
 
 def test_shipped_ui_twins_equal_api_twins_under_the_frontend_rule():
-    mappings = node_mappings()
+    mappings = workflow_mappings()
     golden = {g["class_type"]: g for g in map(_golden, GOLDEN)}
     assert UI
     for ui_path in UI:

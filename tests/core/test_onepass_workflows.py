@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))
 sys.path.insert(0, str(ROOT / "tests" / "stages"))
 from test_shipped_workflows import models  # noqa: E402,F401  (fixture)
 
-WORKFLOWS = sorted((ROOT / "workflows" / "api").glob("*.json"))
+# workflows with ComfyUI core nodes (text-to-image backdrops) run only in a real ComfyUI
+WORKFLOWS = [p for p in sorted((ROOT / "workflows" / "api").glob("*.json"))
+             if '"CheckpointLoaderSimple"' not in p.read_text()]
 RECURRENT_ATOL = 2e-3  # recurrent stages warmed up on their declared frames (docs/onepass.md)
 CACHE_ATOL = 1e-4  # a kept (fan-out) stream is served from the 14-bit lossless cache
 

@@ -128,7 +128,7 @@ def test_shipped_registry_is_well_formed():
     for e in registry.entries().values():
         assert e.id not in ids
         ids.add(e.id)
-        assert e.folder in host.MODEL_FOLDERS, e.id
+        assert e.folder in host.MODEL_FOLDERS + host.CORE_MODEL_FOLDERS, e.id
         assert e.urls and all(u.startswith("https://") for u in e.urls), e.id
         assert e.licence, e.id
         assert e.sha256 == "" or len(e.sha256) == 64, e.id

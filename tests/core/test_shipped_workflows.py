@@ -78,4 +78,4 @@ def test_quality(models, tmp_path, clips_dir):
     run("quality", src, out, "Load Video.end_time=0.4", "Load Video.max_side=64")
     frames, w, h, audio = probe(out)
     assert (w, h, audio) == (256, 256, True)
-    assert frames == 24  # 12 frames × 2 (RIFE), duration kept
+    assert frames == 12  # 0.4 s at 30 fps (60 fps is the premium workflow's)

@@ -7,16 +7,21 @@ import av
 import pytest
 
 from conftest import clip
+<<<<<<< HEAD
 from remaster import workflows
 from remaster.headless import runner
 from remaster.headless.cli import main, node_mappings
+=======
+from remaster import runner, workflows
+from remaster.cli import main, node_mappings, workflow_mappings
+>>>>>>> i15-relight
 
 ROOT = Path(__file__).resolve().parents[2]
 API = sorted((ROOT / "workflows" / "api").glob("*.json"))
 
 
 def test_ui_and_api_workflows_are_in_step():
-    mappings = node_mappings()
+    mappings = workflow_mappings()
     assert API, "no shipped workflows"
     for api_path in API:
         ui_path = ROOT / "workflows" / api_path.name

@@ -117,3 +117,59 @@ def test_bad_inputs_are_named():
         bgm.replace_background(from_tensor(torch.rand(1, 8, 8, 3)))
     with pytest.raises(FileNotFoundError, match="input folder"):
         bgm.replace_background(s, source="image", image=str(host.input_dir() / "missing.png"))
+
+
+def _soft_edge_scene(n=3, h=48, w=64):
+    """A dark 'person' on a bright old background, with a soft matte whose faint outer tail
+    (alpha 0.05..0.4, like motion blur round a moving hand) reaches a few pixels outside."""
+    frames = torch.ones(n, h, w, 3) * 0.95
+    frames[:, 12:36, 20:44] = torch.tensor([0.25, 0.18, 0.15])
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    d = torch.maximum((yy - 23.5).abs() - 12, (xx - 31.5).abs() - 12)  # outside distance from the square
+    alpha = (0.5 - d / 8).clamp(0, 1).expand(n, h, w).contiguous()
+    inner = alpha >= 0.999
+    # the true picture: person colour where alpha, old background elsewhere
+    frames = torch.where(inner.unsqueeze(-1), frames, alpha.unsqueeze(-1) * torch.tensor([0.25, 0.18, 0.15])
+                         + (1 - alpha.unsqueeze(-1)) * 0.95)
+    return frames, alpha
+
+
+def test_no_bright_fringe_outside_the_matte():
+    import torch.nn.functional as F
+
+    frames, alpha = _soft_edge_scene()
+    new = torch.tensor(bgm.parse_color("#1b2a3a"))
+    band = (F.max_pool2d((alpha >= 0.5).float().unsqueeze(1), 7, 1, 3).squeeze(1) > 0.5) & (alpha < 0.5)
+    for wrap in (0.0, 0.3):
+        out = bgm.replace_background(from_tensor(frames, mask=alpha), source="color", color="#1b2a3a",
+                                     wrap=wrap).read().frames
+        lw = torch.tensor([0.2126, 0.7152, 0.0722])
+        bias = float(((out - new) @ lw)[band].mean())
+        person = torch.tensor([0.25, 0.18, 0.15])
+        ideal = float(((alpha.unsqueeze(-1) * (person - new)) @ lw)[band].mean())
+        # the old white background must not shine through: the band is what the person's own
+        # colour at that alpha gives, plus at most what the light wrap asked for
+        assert bias <= ideal + 0.015 + 0.05 * wrap, (wrap, bias, ideal)
+
+
+def test_blur_backdrop_leaves_the_person_out():
+    frames, alpha = _soft_edge_scene(h=64, w=96)
+    bg = bgm.blurred_backdrop(frames, alpha, sigma=8.0, darken=0.0)
+    # the blurred backdrop next to and behind the person is the old bright background, no dark ghost
+    assert float(bg[:, 10:40, 15:50].min()) > 0.85
+
+
+def test_comfy_image_as_background_still_and_batch():
+    s, frames, alpha = _stream(n=4, alpha=torch.zeros(4, 40, 64))
+    still = torch.full((1, 30, 50, 3), 0.25)
+    out = bgm.replace_background(s, source="color", image_tensor=still).read().frames
+    assert torch.allclose(out, torch.full_like(out, 0.25))
+    batch = torch.stack([torch.full((20, 20, 3), v) for v in (0.1, 0.6)])
+    out = bgm.replace_background(s, source="color", image_tensor=batch).read().frames
+    assert [round(float(out[i].mean()), 3) for i in range(4)] == [0.1, 0.6, 0.1, 0.6]
+    from nodes.background import RemasterReplaceBackground
+
+    (res,) = RemasterReplaceBackground().run(s, source="color", background_image=still)
+    assert torch.allclose(res.read().frames, torch.full((4, 40, 64, 3), 0.25))
+    with pytest.raises(ValueError, match="background_image must be an IMAGE"):
+        bgm.replace_background(s, image_tensor=torch.zeros(2, 3))
