@@ -113,6 +113,8 @@ def workflows(args, node_mappings) -> int:
         print(table(rows, ["name", "what it does", "models (state)"]))
         print("\nrun one: python -m remaster run NAME --input VIDEO --output OUT.mp4")
         return 0
+    from .cli import workflow_mappings
+
     mappings = workflow_mappings()
     if args.wcmd == "build":
         for p in wf.build_all(ROOT, mappings):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from .. import host
 from ..stream import Chunk, FrameStream
-from .scenes import CutDetector
+from ..analysis.scenes import CutDetector
 
 LUMA = (0.2126, 0.7152, 0.0722)
 TARGETS = ("person", "background", "both")

@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from remaster import workflows
-<<<<<<< HEAD
-from remaster.headless.cli import node_mappings
-=======
-from remaster.cli import workflow_mappings
->>>>>>> i15-relight
+from remaster.headless.cli import workflow_mappings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "data" / "frontend_widgets").glob("*.json"))

@@ -7,14 +7,9 @@ import av
 import pytest
 
 from conftest import clip
-<<<<<<< HEAD
 from remaster import workflows
 from remaster.headless import runner
-from remaster.headless.cli import main, node_mappings
-=======
-from remaster import runner, workflows
-from remaster.cli import main, node_mappings, workflow_mappings
->>>>>>> i15-relight
+from remaster.headless.cli import main, node_mappings, workflow_mappings
 
 ROOT = Path(__file__).resolve().parents[2]
 API = sorted((ROOT / "workflows" / "api").glob("*.json"))
