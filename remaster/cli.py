@@ -4,6 +4,7 @@
     python -m remaster submit WORKFLOW --server http://127.0.0.1:8188 [same overrides]
     python -m remaster models list | download ID... | verify [ID...] | link DIR
     python -m remaster workflows build | check
+    python -m remaster train --name NAME --clip CLEAN.mp4 [...]   (see remaster/train/cli.py)
 """
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def main(argv=None) -> int:
     wsub.add_parser("build", help="regenerate workflows/*.json (UI) from workflows/api/*.json")
     wsub.add_parser("check", help="fail if a UI workflow differs from its API twin")
 
+    from .train import cli as train_cli
+
+    train_cli.add_parser(sub)
+
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     host.set_dirs(models_dir=args.models_dir, output_dir=args.output_dir, temp_dir=args.temp_dir)
@@ -89,6 +94,8 @@ def main(argv=None) -> int:
             return _models(args)
         if args.cmd == "workflows":
             return _workflows(args)
+        if args.cmd == "train":
+            return train_cli.run(args)
     except KeyboardInterrupt:
         print("\ninterrupted; no partial output was left", file=sys.stderr)
         return 130
