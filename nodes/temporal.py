@@ -31,7 +31,7 @@ class RemasterTemporalConsistency(StreamStage):
                                                   "trusted. 0 = off; 0.85 remembers about 7 frames along the motion."}),
             },
             "optional": {
-                "flow_quality": (list(flowlib.METHODS), {"default": "dis_fast",
+                "flow_quality": (list(flowlib.METHODS), {"default": "dis_medium",
                                                          "tooltip": "Optical flow on the original: DIS presets (fast) or Farneback."}),
                 "flow_max_side": ("INT", {"default": 480, "min": 64, "max": 4096, "step": 16,
                                           "tooltip": "Flow is computed on a copy of the original this large (long side)."}),
@@ -46,7 +46,7 @@ class RemasterTemporalConsistency(StreamStage):
             },
         }
 
-    def run(self, frames, original, strength=0.85, flow_quality="dis_fast", flow_max_side=480,
+    def run(self, frames, original, strength=0.85, flow_quality="dis_medium", flow_max_side=480,
             photo_tolerance=0.06, guard=0.2, reset_on_cuts=True):
         return (stage.temporal_consistency(frames, original, strength=strength, flow_quality=flow_quality,
                                            flow_max_side=flow_max_side, photo_tolerance=photo_tolerance,

@@ -49,10 +49,28 @@ class TemporalError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # motion and where it can be trusted (shared with the temporal restorer and the metrics)
 # ---------------------------------------------------------------------------------------------
+_grids: dict = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    if (h, w) not in _grids:
+        if len(_grids) > 8:
+            _grids.clear()
+        _grids[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return _grids[(h, w)]
+
+
 def _remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    """``img`` sampled at ``x + flow(x)`` (bilinear, edges repeated); OpenCV's remap is the fast
+    CPU path for whole frames (see :func:`remaster.stages.flow.backward_warp` for torch tensors)."""
+    gx, gy = _grid(*flow.shape[:2])
     return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def grey(frame: torch.Tensor, max_side: int) -> np.ndarray:
+    """Grey uint8 copy of ``frame`` ``[H,W,3]`` with long side ≤ ``max_side`` (shrunk first, cheaper)."""
+    a = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
+    return flowlib.to_gray_u8(flowlib.resize_max_side(np.ascontiguousarray(a, dtype=np.float32), max_side))
 
 
 def motion_confidence(cur: np.ndarray, prev: np.ndarray, method: str = "dis_fast", fb_alpha: float = 0.01,
@@ -73,7 +91,7 @@ def motion_confidence(cur: np.ndarray, prev: np.ndarray, method: str = "dis_fast
     d = np.abs(cur.astype(np.float32) - warped) / 255.0
     c_ph = np.clip(2.0 - d / max(photo_tolerance, 1e-4), 0.0, 1.0)
     h, w = cur.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     tx, ty = gx + fwd_b[..., 0], gy + fwd_b[..., 1]
     inside = ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)).astype(np.float32)
     conf = (c_fb * c_ph * inside).astype(np.float32)
@@ -100,49 +118,49 @@ def scale_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class TemporalBlender:
     """Feed ``(processed, original, is_cut)`` frame by frame; holds one previous output frame.
 
-    ``processed`` ``[H,W,3]`` and ``original`` ``[h,w,3]`` float 0..1 (torch); returns the steady
-    ``[H,W,3]`` frame on ``device``. ``guard`` is the processed-frame difference (0..1) above
-    which a warped pixel counts as a mis-warp (fades out up to twice that)."""
+    ``processed`` ``[H,W,3]`` and ``original`` ``[h,w,3]`` float 0..1 (torch, CPU); returns the
+    steady ``[H,W,3]`` frame. ``guard`` is the processed-frame difference (0..1) above which a
+    warped pixel counts as a mis-warp (fading out up to twice that). Runs on the CPU with OpenCV
+    (a few whole-frame passes; cheaper than moving frames to a GPU and back)."""
 
-    def __init__(self, strength: float = 0.85, method: str = "dis_fast", flow_max_side: int = 480,
-                 photo_tolerance: float = 0.06, guard: float = 0.2, min_confidence: float = 0.15,
-                 device: Optional[torch.device] = None) -> None:
+    def __init__(self, strength: float = 0.85, method: str = "dis_medium", flow_max_side: int = 480,
+                 photo_tolerance: float = 0.06, guard: float = 0.2, min_confidence: float = 0.15) -> None:
         self.strength = float(strength)
         self.method = method
         self.flow_max_side = int(flow_max_side)
         self.photo_tolerance = float(photo_tolerance)
         self.guard = float(guard)
         self.min_confidence = float(min_confidence)
-        self.device = device or torch.device("cpu")
         self.reset()
 
     def reset(self) -> None:
-        self.prev_out: Optional[torch.Tensor] = None  # [1,3,H,W]
+        self.prev_out: Optional[np.ndarray] = None  # [H,W,3] float32
         self.prev_grey: Optional[np.ndarray] = None
         self.last_confidence = 0.0
 
     def step(self, processed: torch.Tensor, original: torch.Tensor, is_cut: bool = False) -> torch.Tensor:
-        grey = flowlib.to_gray_u8(original, self.flow_max_side)
-        cur = processed.to(self.device, torch.float32).permute(2, 0, 1).unsqueeze(0)
-        if is_cut or self.prev_out is None or self.prev_out.shape != cur.shape or self.prev_grey.shape != grey.shape:
-            self.prev_out, self.prev_grey, self.last_confidence = cur, grey, 0.0
-            return cur[0].permute(1, 2, 0)
-        fl, conf = motion_confidence(grey, self.prev_grey, self.method, photo_tolerance=self.photo_tolerance)
-        self.prev_grey = grey
-        self.last_confidence = float(conf.mean())
-        if self.last_confidence < self.min_confidence:  # an undetected cut or a flash: start over
-            self.prev_out = cur
-            return cur[0].permute(1, 2, 0)
-        H, W = cur.shape[-2:]
-        fl = scale_flow(fl, (H, W))
-        warped = flowlib.backward_warp(self.prev_out, fl)
-        c = torch.from_numpy(cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)).to(self.device)
-        diff = (warped - cur).abs().amax(1)[0]
-        c = c * (2.0 - diff / self.guard).clamp_(0.0, 1.0)
-        a = (self.strength * c)[None, None]
-        out = (cur + a * (warped - cur)).clamp_(0.0, 1.0)
-        self.prev_out = out
-        return out[0].permute(1, 2, 0)
+        g = grey(original, self.flow_max_side)
+        cur = np.ascontiguousarray(processed.detach().cpu().numpy(), dtype=np.float32)
+        fresh = is_cut or self.prev_out is None or self.prev_out.shape != cur.shape or self.prev_grey.shape != g.shape
+        if not fresh:
+            fl, conf = motion_confidence(g, self.prev_grey, self.method, photo_tolerance=self.photo_tolerance)
+            self.last_confidence = float(conf.mean())
+            fresh = self.last_confidence < self.min_confidence  # an undetected cut or a flash: start over
+        self.prev_grey = g
+        if fresh:
+            self.prev_out = cur.copy()
+            return torch.from_numpy(cur.copy())
+        H, W = cur.shape[:2]
+        warped = _remap(self.prev_out, scale_flow(fl, (H, W)))
+        c = cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)
+        d = warped - cur
+        mis = np.abs(d).max(-1)
+        a = self.strength * c * np.clip(2.0 - mis / self.guard, 0.0, 1.0)
+        d *= a[..., None]
+        d += cur
+        np.clip(d, 0.0, 1.0, out=d)
+        self.prev_out = d
+        return torch.from_numpy(d.copy())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +173,7 @@ def _frames(stream: FrameStream, chunk_size: int) -> Iterator[torch.Tensor]:
 
 
 def temporal_consistency(stream: FrameStream, original: FrameStream, strength: float = 0.85,
-                         flow_quality: str = "dis_fast", flow_max_side: int = 480, photo_tolerance: float = 0.06,
+                         flow_quality: str = "dis_medium", flow_max_side: int = 480, photo_tolerance: float = 0.06,
                          guard: float = 0.2, reset_on_cuts: bool = True) -> FrameStream:
     """``stream`` (a per-frame stage's output) made steady along the motion of ``original``."""
     if original is None:
@@ -178,8 +196,7 @@ def temporal_consistency(stream: FrameStream, original: FrameStream, strength: f
     attached = stream.info.scene_cuts if stream.info.scene_cuts is not None else original.info.scene_cuts
 
     def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
-        device = host.torch_device()
-        blender = TemporalBlender(strength, flow_quality, flow_max_side, photo_tolerance, guard, device=device)
+        blender = TemporalBlender(strength, flow_quality, flow_max_side, photo_tolerance, guard)
         detector = None if (attached is not None or not reset_on_cuts) else scenes.CutDetector()
         cuts = set(attached or ())
         orig = _frames(original, chunk_size)
@@ -195,7 +212,7 @@ def temporal_consistency(stream: FrameStream, original: FrameStream, strength: f
                 if detector is not None:
                     small = F.interpolate(o.permute(2, 0, 1)[None].float(), size=(36, 64), mode="area")
                     cuts.update(detector.push(small.permute(0, 2, 3, 1)))
-                out[i] = blender.step(ch.frames[i], o, reset_on_cuts and idx in cuts).cpu()
+                out[i] = blender.step(ch.frames[i], o, reset_on_cuts and idx in cuts)
             progress.update(len(ch))
             yield ch.with_(frames=out)
 
@@ -217,14 +234,12 @@ def warping_error(frames: torch.Tensor, originals: torch.Tensor, method: str = "
     prev = None
     H, W = frames.shape[1:3]
     for t in range(frames.shape[0]):
-        g = flowlib.to_gray_u8(originals[t], max_side)
+        g = grey(originals[t], max_side)
         if prev is not None and t not in cuts:
             fl, conf = motion_confidence(g, prev, method)
-            fl = scale_flow(fl, (H, W))
-            c = torch.from_numpy(cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR))
-            cur = frames[t].permute(2, 0, 1)[None].float()
-            warped = flowlib.backward_warp(frames[t - 1].permute(2, 0, 1)[None].float(), fl)
-            d = (cur - warped).abs().mean(1)[0]
+            warped = _remap(np.ascontiguousarray(frames[t - 1].numpy(), dtype=np.float32), scale_flow(fl, (H, W)))
+            c = cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)
+            d = np.abs(frames[t].numpy() - warped).mean(-1)
             num += float((d * c).sum())
             den += float(c.sum())
         prev = g

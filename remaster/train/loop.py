@@ -150,7 +150,8 @@ def sequence_loss(model, s: P.Sample, temporal: bool, temporal_weight: float, fr
         prev_y = y
     rec = rec / T
     tem = tem / max(T - 1, 1)
-    return rec + temporal_weight * tem, float(rec), float(tem)
+    total = rec + temporal_weight * tem
+    return total, float(rec.detach()), float(tem.detach()) if torch.is_tensor(tem) else float(tem)
 
 
 # ---------------------------------------------------------------------------------------------
