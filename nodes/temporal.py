@@ -55,3 +55,66 @@ class RemasterTemporalConsistency(StreamStage):
 
 NODE_CLASS_MAPPINGS = {"RemasterTemporalConsistency": RemasterTemporalConsistency}
 NODE_DISPLAY_NAME_MAPPINGS = {"RemasterTemporalConsistency": "Temporal Consistency (Remaster)"}
+
+
+class RemasterTrainRestorer:
+    DESCRIPTION = (
+        "Fine-tunes a compact Real-ESRGAN (realesr-general-x4v3, made x1/x2/x4) for your material: "
+        "short sequences of your clean frames are damaged by the film damage simulator (or the simple "
+        "blur/noise/JPEG degradation), or you connect damaged frames and their clean counterparts. "
+        "With 'temporal' on, a module fuses the previous frame's features warped by optical flow. "
+        "Writes <name>.safetensors to upscale_models (pick it in Upscale), a training log and a loss "
+        "curve under output/train/<name>; a run of the same name resumes. Blocks until done: a few "
+        "minutes on a CPU for a small run, the GPU with autocast when there is one."
+    )
+    CATEGORY = category("Train")
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "IMAGE")
+    RETURN_NAMES = ("model_name", "loss_curve")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ._common import model_input
+
+        base = model_input("upscale_models", "Starting weights: a compact Real-ESRGAN such as realesr-general-x4v3.")
+        return {
+            "required": {
+                "clean": frames_input("Clean frames of your material (training targets)."),
+                "name": ("STRING", {"default": "my_restorer", "tooltip": "Checkpoint name: upscale_models/<name>.safetensors"}),
+                "base": base,
+                "scale": ([1, 2, 4], {"default": 1, "tooltip": "Output scale of the trained model (x1 = restore at the same size)."}),
+                "temporal": ("BOOLEAN", {"default": True, "tooltip": "Add the temporal module (flow-warped previous features)."}),
+                "steps": ("INT", {"default": 300, "min": 1, "max": 1000000}),
+                "degradation": ("STRING", {"default": "simple", "tooltip": "'simple' or 'film:<preset>' (film damage simulator); "
+                                                                          "ignored when damaged frames are connected."}),
+            },
+            "optional": {
+                "damaged": frames_input("Damaged frames matching 'clean' frame for frame (same count; 1/scale its size)."),
+                "patch": ("INT", {"default": 64, "min": 16, "max": 512, "step": 8, "tooltip": "Input crop size."}),
+                "max_frames": ("INT", {"default": 90, "min": 3, "max": 2000, "tooltip": "Frames read from the streams."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+            },
+        }
+
+    def run(self, clean, name, base, scale, temporal, steps, degradation, damaged=None, patch=64, max_frames=90, seed=0):
+        import torch
+
+        from remaster.train import loop
+
+        c = clean.read(0, max_frames, max_frames=max_frames).frames
+        cfg = loop.TrainConfig(name=name, base=base, scale=int(scale), temporal=bool(temporal), steps=int(steps),
+                               degradation=degradation, patch=int(patch), max_frames=int(max_frames), seed=int(seed))
+        if damaged is not None:
+            cfg.pairs = [(damaged.read(0, max_frames, max_frames=max_frames).frames, c)]
+        else:
+            cfg.clips = [c]
+        out = loop.train(cfg)
+        import cv2
+
+        png = cv2.imread(str(loop.run_dir(name) / "loss.png"))[..., ::-1].copy()
+        return (f"{name}.safetensors", torch.from_numpy(png).float().div(255)[None])
+
+
+NODE_CLASS_MAPPINGS["RemasterTrainRestorer"] = RemasterTrainRestorer
+NODE_DISPLAY_NAME_MAPPINGS["RemasterTrainRestorer"] = "Train Restorer (Remaster)"

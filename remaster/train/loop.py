@@ -109,17 +109,20 @@ def read_clip(path: str, max_side: int, max_frames: int) -> torch.Tensor:
 
 
 def make_pool(cfg: TrainConfig, degrade: Optional[P.Degradation] = None) -> list:
+    """The training sequences. ``cfg.clips`` / ``cfg.pairs`` hold paths, or frames already in
+    memory (``[N,H,W,3]`` tensors, e.g. from a node's streams)."""
     degrade = degrade or P.degradation(cfg.degradation)
     srcs = len(cfg.clips) + len(cfg.pairs)
     per = max(1, math.ceil(cfg.samples / srcs))
+
+    def frames_of(c, side):
+        return c[: cfg.max_frames] if torch.is_tensor(c) else read_clip(c, side, cfg.max_frames)
+
     pool = []
     for k, c in enumerate(cfg.clips):
-        frames = read_clip(c, cfg.max_side, cfg.max_frames)
-        pool += P.sample_from_clip(frames, cfg.scale, degrade, per, cfg.seq_len, cfg.patch, cfg.seed + k)
+        pool += P.sample_from_clip(frames_of(c, cfg.max_side), cfg.scale, degrade, per, cfg.seq_len, cfg.patch, cfg.seed + k)
     for k, (d, c) in enumerate(cfg.pairs):
-        dam = read_clip(d, 0, cfg.max_frames)
-        cln = read_clip(c, 0, cfg.max_frames)
-        pool += P.sample_from_pairs(dam, cln, per, cfg.seq_len, cfg.patch, cfg.seed + 1000 + k)
+        pool += P.sample_from_pairs(frames_of(d, 0), frames_of(c, 0), per, cfg.seq_len, cfg.patch, cfg.seed + 1000 + k)
     return pool
 
 
@@ -239,7 +242,8 @@ def train(cfg: TrainConfig, degrade: Optional[P.Degradation] = None,
     def save(final: bool = False):
         tcm.save(model, model_path(cfg.name), {"base": cfg.base, "scale": cfg.scale, "steps": step})
         tmp = state_path.with_name("state.part")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "config": asdict(cfg)}, str(tmp))
+        conf = {k: v for k, v in asdict(cfg).items() if k not in ("clips", "pairs")}
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "config": conf}, str(tmp))
         tmp.replace(state_path)
         loss_curve_png(rows, rdir / "loss.png", f"{cfg.name}: loss per step")
 
@@ -258,7 +262,7 @@ def train(cfg: TrainConfig, degrade: Optional[P.Degradation] = None,
                 loss.backward()
                 opt.step()
             step += 1
-            row = {"step": step, "loss": float(loss), "reconstruction": rec, "temporal": tem,
+            row = {"step": step, "loss": float(loss.detach()), "reconstruction": rec, "temporal": tem,
                    "seconds": round(time.perf_counter() - t0, 2)}
             rows.append(row)
             lf.write(json.dumps(row) + "\n")
