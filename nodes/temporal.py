@@ -85,7 +85,8 @@ class RemasterTrainRestorer:
                 "base": base,
                 "scale": ([1, 2, 4], {"default": 1, "tooltip": "Output scale of the trained model (x1 = restore at the same size)."}),
                 "temporal": ("BOOLEAN", {"default": True, "tooltip": "Add the temporal module (flow-warped previous features)."}),
-                "steps": ("INT", {"default": 300, "min": 1, "max": 1000000}),
+                "steps": ("INT", {"default": 300, "min": 1, "max": 1000000,
+                                   "tooltip": "Optimiser steps in total (a run of the same name resumes up to this)."}),
                 "degradation": ("STRING", {"default": "simple", "tooltip": "'simple' or 'film:<preset>' (film damage simulator); "
                                                                           "ignored when damaged frames are connected."}),
             },
@@ -93,7 +94,8 @@ class RemasterTrainRestorer:
                 "damaged": frames_input("Damaged frames matching 'clean' frame for frame (same count; 1/scale its size)."),
                 "patch": ("INT", {"default": 64, "min": 16, "max": 512, "step": 8, "tooltip": "Input crop size."}),
                 "max_frames": ("INT", {"default": 90, "min": 3, "max": 2000, "tooltip": "Frames read from the streams."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
+                                 "tooltip": "Seed for the crops and the simulated damage."}),
             },
         }
 
