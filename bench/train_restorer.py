@@ -35,7 +35,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=48)
     ap.add_argument("--train-clip", default="juggle_720p24.mp4")
     ap.add_argument("--eval-clip", default="bedroom_540p30.mp4")
-    ap.add_argument("--eval-frames", type=int, default=12)
+    ap.add_argument("--eval-frames", type=int, default=8)
+    ap.add_argument("--eval-side", type=int, default=320)
+    ap.add_argument("--fresh", action="store_true", help="retrain even if a finished run of the same name exists")
     ap.add_argument("--degradation", default="simple")
     ap.add_argument("--out", default="/tmp/remaster_train_bench")
     a = ap.parse_args()
@@ -50,11 +52,11 @@ def main() -> None:
     for temporal in (True, False):
         name = "bench_temporal" if temporal else "bench_framewise"
         cfg = loop.TrainConfig(name=name, clips=[str(SHARED / "clips" / a.train_clip)], steps=a.steps, temporal=temporal,
-                               samples=a.samples, patch=a.patch, max_frames=48, degradation=a.degradation, resume=False)
+                               samples=a.samples, patch=a.patch, max_frames=48, degradation=a.degradation, resume=not a.fresh)
         t = time.perf_counter()
         res = loop.train(cfg)
         res["train_seconds"] = round(time.perf_counter() - t, 1)
-        res["eval"] = loop.compare_on_clip(cfg, str(SHARED / "clips" / a.eval_clip), a.eval_frames)
+        res["eval"] = loop.compare_on_clip(cfg, str(SHARED / "clips" / a.eval_clip), a.eval_frames, max_side=a.eval_side)
         summary[name] = res
         print(json.dumps({name: res}), flush=True)
     print(json.dumps(summary))

@@ -292,11 +292,13 @@ def evaluate(model: torch.nn.Module, damaged: torch.Tensor, clean: torch.Tensor,
     return {"psnr": P.psnr(outs, clean), "warping_error": warping_error(outs, clean), "frames": outs}
 
 
-def compare_on_clip(cfg: TrainConfig, clip: str, frames: int = 12, degrade: Optional[P.Degradation] = None) -> dict:
+def compare_on_clip(cfg: TrainConfig, clip: str, frames: int = 12, degrade: Optional[P.Degradation] = None,
+                    max_side: int = 0) -> dict:
     """Held-out check: damage ``frames`` frames of ``clip`` the way training did (another seed) and
-    score the starting weights and the trained checkpoint on them (PSNR, warping error)."""
+    score the starting weights and the trained checkpoint on them (PSNR, warping error). The clip
+    is read at ``max_side`` (0 = the training size)."""
     degrade = degrade or P.degradation(cfg.degradation)
-    clean = read_clip(clip, cfg.max_side, frames)
+    clean = read_clip(clip, max_side or cfg.max_side, frames)
     h, w = (clean.shape[1] // cfg.scale) * cfg.scale, (clean.shape[2] // cfg.scale) * cfg.scale
     clean = clean[:, :h, :w].contiguous()
     damaged = degrade(P.downscale(clean, cfg.scale), 0, cfg.seed + 99991).clamp(0, 1)
