@@ -143,3 +143,27 @@ def test_strength_zero_is_identity_and_state_is_one_frame():
     for i in range(3):
         b.step(x[i], x[i])
     assert b.prev_out.shape == (40, 48, 3)  # the whole state: one frame and one small grey frame
+
+
+def test_example_workflow_runs_end_to_end(tmp_path, shared_models):
+    """workflows/api/upscale_steady.json (Load → Upscale x2 → Temporal Consistency guided by the
+    loaded original → Save) through the in-process runner on a short real clip."""
+    import os
+    from pathlib import Path
+
+    from remaster import cli, host, runner
+    from remaster.media.decode import probe
+
+    d = host.model_dirs("upscale_models")[0]
+    d.mkdir(parents=True, exist_ok=True)
+    os.symlink(shared_model("realesrgan/realesr-general-x4v3.pth"), d / "realesr-general-x4v3.pth")
+    prompt = runner.load_workflow(Path(__file__).resolve().parents[2] / "workflows/api/upscale_steady.json")
+    out = tmp_path / "steady.mp4"
+    prompt = runner.apply_overrides(
+        prompt, ["Load Video.end_time=0.25", "Load Video.resize=max_side", "Load Video.max_side=96"],
+        str(clip("bedroom_540p30.mp4")), str(out))
+    runner.run(prompt, cli.node_mappings())
+    p = probe(out)
+    want = open_video(clip("bedroom_540p30.mp4"), end_time=0.25).info.frame_count
+    assert (p.width, p.height) == (192, 108)
+    assert len(p.times) == want >= 5
