@@ -84,8 +84,9 @@ def motion_confidence(cur: np.ndarray, prev: np.ndarray, method: str = "dis_fast
     fwd_b = flowlib.estimate_flow(cur, prev, method)  # t -> t-1
     fwd_f = flowlib.estimate_flow(prev, cur, method)  # t-1 -> t
     back = _remap(fwd_f, fwd_b)
-    err = ((fwd_b + back) ** 2).sum(-1)
-    bound = fb_alpha * ((fwd_b**2).sum(-1) + (back**2).sum(-1)) + fb_beta
+    ex, ey = fwd_b[..., 0] + back[..., 0], fwd_b[..., 1] + back[..., 1]
+    err = ex * ex + ey * ey
+    bound = fb_alpha * (fwd_b[..., 0] ** 2 + fwd_b[..., 1] ** 2 + back[..., 0] ** 2 + back[..., 1] ** 2) + fb_beta
     c_fb = np.clip(2.0 - err / bound, 0.0, 1.0)  # 1 up to the bound, 0 at twice the bound
     warped = _remap(prev, fwd_b).astype(np.float32)
     d = np.abs(cur.astype(np.float32) - warped) / 255.0
@@ -153,11 +154,13 @@ class TemporalBlender:
         H, W = cur.shape[:2]
         warped = _remap(self.prev_out, scale_flow(fl, (H, W)))
         c = cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)
-        d = warped - cur
-        mis = np.abs(d).max(-1)
-        a = self.strength * c * np.clip(2.0 - mis / self.guard, 0.0, 1.0)
-        d *= a[..., None]
-        d += cur
+        d = cv2.subtract(warped, cur)
+        b, g, r = cv2.split(cv2.absdiff(warped, cur))
+        mis = cv2.max(cv2.max(b, g), r)  # largest channel difference (cv2: a small-axis reduce in numpy is slow)
+        a = np.clip(2.0 - mis * (1.0 / self.guard), 0.0, 1.0)
+        a *= c
+        a *= self.strength
+        d = cv2.add(cv2.multiply(d, cv2.merge((a, a, a))), cur)
         np.clip(d, 0.0, 1.0, out=d)
         self.prev_out = d
         return torch.from_numpy(d.copy())
