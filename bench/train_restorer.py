@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--eval-clip", default="bedroom_540p30.mp4")
     ap.add_argument("--eval-frames", type=int, default=8)
     ap.add_argument("--eval-side", type=int, default=320)
+    ap.add_argument("--only", choices=("temporal", "framewise"), help="train/score one variant")
     ap.add_argument("--fresh", action="store_true", help="retrain even if a finished run of the same name exists")
     ap.add_argument("--degradation", default="simple")
     ap.add_argument("--out", default="/tmp/remaster_train_bench")
@@ -50,7 +51,9 @@ def main() -> None:
         os.symlink(SHARED / "models" / "realesrgan" / "realesr-general-x4v3.pth", base)
     summary = {"steps": a.steps, "train_clip": a.train_clip, "eval_clip": a.eval_clip, "degradation": a.degradation}
     for temporal in (True, False):
-        name = "bench_temporal" if temporal else "bench_framewise"
+        if a.only and a.only != ("temporal" if temporal else "framewise"):
+            continue
+        name = "bench_temporal_v2" if temporal else "bench_framewise"
         cfg = loop.TrainConfig(name=name, clips=[str(SHARED / "clips" / a.train_clip)], steps=a.steps, temporal=temporal,
                                samples=a.samples, patch=a.patch, max_frames=48, degradation=a.degradation, resume=not a.fresh)
         t = time.perf_counter()

@@ -58,6 +58,7 @@ class TrainConfig:
     patch: int = 64
     samples: int = 48
     lr: float = 2e-4
+    new_module_lr_scale: float = 5.0
     temporal_weight: float = 0.2
     freeze_head: Optional[bool] = None  # None: True on a CPU, False on a GPU
     max_side: int = 640
@@ -215,8 +216,11 @@ def train(cfg: TrainConfig, degrade: Optional[P.Degradation] = None,
     if freeze:
         for p in model.body[: model.fuse_at + 1].parameters():
             p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    # the new temporal module starts from zero and learns at new_module_lr_scale x the fine-tune rate
+    new = [p for n, p in model.named_parameters() if n.startswith("temporal.")]
+    old = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("temporal.")]
+    groups = [{"params": old, "lr": cfg.lr}] + ([{"params": new, "lr": cfg.lr * cfg.new_module_lr_scale}] if new else [])
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.99))
     step, rows = 0, []
     if cfg.resume and state_path.is_file():
         st = torch.load(str(state_path), map_location="cpu", weights_only=True)
