@@ -28,6 +28,19 @@ from remaster.train import loop  # noqa: E402
 SHARED = Path(os.environ.get("REMASTER_SHARED", ROOT.parent / "shared"))
 
 
+def write_sheet(path: str, ev: dict, t: int = 4) -> None:
+    import cv2
+    import numpy as np
+
+    tiles = [ev["damaged_frames"][t], ev["start"]["frames"][t], ev["trained"]["frames"][t], ev["clean_frames"][t]]
+    h, w = tiles[0].shape[:2]
+    y0, x0 = h // 4, w // 4
+    crops = [np.pad(x[y0 : y0 + h // 2, x0 : x0 + w // 2].numpy(), ((0, 0), (0, 4), (0, 0)), constant_values=1) for x in tiles]
+    img = np.concatenate(crops, 1)
+    img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(path, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
@@ -37,6 +50,7 @@ def main() -> None:
     ap.add_argument("--eval-clip", default="bedroom_540p30.mp4")
     ap.add_argument("--eval-frames", type=int, default=8)
     ap.add_argument("--eval-side", type=int, default=320)
+    ap.add_argument("--sheet", default="", help="PNG: damaged | start | trained | clean crops of a held-out frame")
     ap.add_argument("--only", choices=("temporal", "framewise"), help="train/score one variant")
     ap.add_argument("--fresh", action="store_true", help="retrain even if a finished run of the same name exists")
     ap.add_argument("--degradation", default="simple")
@@ -59,7 +73,15 @@ def main() -> None:
         t = time.perf_counter()
         res = loop.train(cfg)
         res["train_seconds"] = round(time.perf_counter() - t, 1)
-        res["eval"] = loop.compare_on_clip(cfg, str(SHARED / "clips" / a.eval_clip), a.eval_frames, max_side=a.eval_side)
+        ev = loop.compare_on_clip(cfg, str(SHARED / "clips" / a.eval_clip), a.eval_frames, max_side=a.eval_side,
+                                  return_frames=bool(a.sheet))
+        if a.sheet:
+            write_sheet(a.sheet, ev)
+            for k in ("damaged_frames", "clean_frames"):
+                ev.pop(k)
+            for k in ("start", "trained"):
+                ev[k].pop("frames")
+        res["eval"] = ev
         summary[name] = res
         print(json.dumps({name: res}), flush=True)
     print(json.dumps(summary))

@@ -111,7 +111,7 @@ class RemasterTrainRestorer:
             cfg.pairs = [(damaged.read(0, max_frames, max_frames=max_frames).frames, c)]
         else:
             cfg.clips = [c]
-        out = loop.train(cfg)
+        loop.train(cfg)
         import cv2
 
         png = cv2.imread(str(loop.run_dir(name) / "loss.png"))[..., ::-1].copy()

@@ -297,7 +297,7 @@ def evaluate(model: torch.nn.Module, damaged: torch.Tensor, clean: torch.Tensor,
 
 
 def compare_on_clip(cfg: TrainConfig, clip: str, frames: int = 12, degrade: Optional[P.Degradation] = None,
-                    max_side: int = 0) -> dict:
+                    max_side: int = 0, return_frames: bool = False) -> dict:
     """Held-out check: damage ``frames`` frames of ``clip`` the way training did (another seed) and
     score the starting weights and the trained checkpoint on them (PSNR, warping error). The clip
     is read at ``max_side`` (0 = the training size)."""
@@ -314,4 +314,8 @@ def compare_on_clip(cfg: TrainConfig, clip: str, frames: int = 12, degrade: Opti
     for key, m in (("start", start), ("trained", trained)):
         r = evaluate(m, damaged, clean)
         res[key] = {"psnr": r["psnr"], "warping_error": r["warping_error"]}
+        if return_frames:
+            res[key]["frames"] = r["frames"]
+    if return_frames:
+        res["damaged_frames"], res["clean_frames"] = damaged, clean
     return res
