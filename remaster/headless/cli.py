@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     wsub.add_parser("list", help="name, what it does, models it needs and whether they are present")
     wsub.add_parser("build", help="regenerate workflows/*.json (UI) from workflows/api/*.json")
     wsub.add_parser("check", help="fail if a UI workflow differs from its API twin")
+
+    from ..train import cli as train_cli  # argparse only: --help stays fast
+
+    train_cli.add_parser(sub)
     return ap
 
 
@@ -140,6 +144,10 @@ def main(argv=None) -> int:
             from . import commands
 
             return getattr(commands, args.cmd)(args)
+        if args.cmd == "train":
+            from ..train import cli as train_cli
+
+            return train_cli.run(args)
         from . import admin
 
         return admin.models(args) if args.cmd == "models" else admin.workflows(args, node_mappings)

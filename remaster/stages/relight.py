@@ -41,7 +41,7 @@ from .. import host
 from ..stream import Chunk, FrameStream
 from ..analysis.scenes import CutDetector
 
-LUMA = (0.2126, 0.7152, 0.0722)
+from ..analysis.colourspace import LUMA_709 as LUMA  # noqa: E402
 TARGETS = ("person", "background", "both")
 DISPLAY_GAMMA = 2.2  # display value ~ linear ** (1 / 2.2): a log gain in light is a log gain / 2.2 in display
 

@@ -447,6 +447,12 @@ def upscale(
     use_b = bool(model_b) and blend > 0
     if blend >= 1.0 and not model_b:
         raise UpscaleError("blend is 1 but no second model (model_b) was chosen")
+    from . import temporal_restore
+
+    if temporal_restore.is_temporal_model(model):  # a temporal restorer trained by the pack: its own loader
+        native = temporal_restore.load(model).scale
+        size = output_size(stream.info.height, stream.info.width, scale, target_height, native)
+        return temporal_restore.restore(stream, model, size, precision)
     # load now so that a wrong file fails when the graph is built, not mid-video
     desc_a = load_model(model, denoise_strength)
     desc_b = load_model(model_b) if use_b else None
