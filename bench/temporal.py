@@ -33,6 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from remaster.analysis import flow as flowlib  # noqa: E402
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import temporal_consistency as tc  # noqa: E402
 from remaster.stream import from_tensor  # noqa: E402
@@ -74,7 +75,7 @@ def upscaled(clean):
 
 def score(name, clean, orig, proc, **kw):
     out = tc.temporal_consistency(from_tensor(proc), from_tensor(orig), **kw).read().frames
-    we0, we1 = tc.warping_error(proc, orig), tc.warping_error(out, orig)
+    we0, we1 = flowlib.warping_error(proc, orig), flowlib.warping_error(out, orig)
     r = {"case": name, "warping_error_per_frame": round(we0, 5), "warping_error_steady": round(we1, 5),
          "warping_error_change_pct": round(100 * (we1 / we0 - 1), 1),
          "psnr_per_frame": round(psnr(proc, clean), 3), "psnr_steady": round(psnr(out, clean), 3),
@@ -100,12 +101,11 @@ def speed(frames=24):
 
 def sheet(path, clean, proc, out, t):
     """Crops of frame t: clean | per-frame | steady | |per-frame − warped previous| | |steady − warped previous|."""
-    from remaster.analysis import flow as flowlib
 
-    fl = flowlib.estimate_flow(tc.grey(clean[t], 0), tc.grey(clean[t - 1], 0), "dis_medium")
+    fl = flowlib.estimate_flow(flowlib.grey(clean[t], 0), flowlib.grey(clean[t - 1], 0), "dis_medium")
 
     def tdiff(x):
-        w = tc._remap(x[t - 1].numpy().copy(), fl)
+        w = flowlib.remap(x[t - 1].numpy().copy(), fl)
         return np.repeat(np.clip(np.abs(x[t].numpy() - w).mean(-1, keepdims=True) * 6, 0, 1), 3, -1)
 
     tiles = [clean[t].numpy(), proc[t].numpy(), out[t].numpy(), tdiff(proc), tdiff(out)]

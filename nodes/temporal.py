@@ -1,7 +1,7 @@
 """Temporal Consistency (Remaster) and Train Restorer (Remaster)."""
 from __future__ import annotations
 
-from remaster.stages import flow as flowlib
+from remaster.analysis import flow as flowlib
 from remaster.stages import temporal_consistency as stage
 
 from ._common import FRAMES, StreamStage, category, frames_input

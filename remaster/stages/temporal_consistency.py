@@ -39,78 +39,11 @@ from ..stream import Chunk, FrameStream
 from ..analysis import flow as flowlib
 from ..analysis import scenes
 
-__all__ = ["TemporalError", "motion_confidence", "TemporalBlender", "temporal_consistency", "warping_error"]
+__all__ = ["TemporalError", "TemporalBlender", "temporal_consistency"]
 
 
 class TemporalError(ValueError):
     """Bad settings or mismatched inputs (the message names the input and the fix)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# motion and where it can be trusted (shared with the temporal restorer and the metrics)
-# ---------------------------------------------------------------------------------------------
-_grids: dict = {}
-
-
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    if (h, w) not in _grids:
-        if len(_grids) > 8:
-            _grids.clear()
-        _grids[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return _grids[(h, w)]
-
-
-def _remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``img`` sampled at ``x + flow(x)`` (bilinear, edges repeated); OpenCV's remap is the fast
-    CPU path for whole frames (see :func:`remaster.analysis.flow.backward_warp` for torch tensors)."""
-    gx, gy = _grid(*flow.shape[:2])
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def grey(frame: torch.Tensor, max_side: int) -> np.ndarray:
-    """Grey uint8 copy of ``frame`` ``[H,W,3]`` with long side ≤ ``max_side`` (shrunk first, cheaper)."""
-    a = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
-    return flowlib.to_gray_u8(flowlib.resize_max_side(np.ascontiguousarray(a, dtype=np.float32), max_side))
-
-
-def motion_confidence(cur: np.ndarray, prev: np.ndarray, method: str = "dis_fast", fb_alpha: float = 0.01,
-                      fb_beta: float = 0.5, photo_tolerance: float = 0.06, erode: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Flow ``cur -> prev`` (``cur(x) ≈ prev(x + flow)``) and a confidence in 0..1 per pixel.
-
-    ``cur``/``prev``: grey uint8 of the same size. Confidence multiplies a soft forward-backward
-    check (error against ``fb_alpha * (|f|² + |b|²) + fb_beta``), a soft photometric check (grey
-    difference after warping, ``photo_tolerance`` in 0..1 units) and an in-frame test; it is then
-    eroded by ``erode`` pixels so the borders of moving objects count as untrusted."""
-    fwd_b = flowlib.estimate_flow(cur, prev, method)  # t -> t-1
-    fwd_f = flowlib.estimate_flow(prev, cur, method)  # t-1 -> t
-    back = _remap(fwd_f, fwd_b)
-    ex, ey = fwd_b[..., 0] + back[..., 0], fwd_b[..., 1] + back[..., 1]
-    err = ex * ex + ey * ey
-    bound = fb_alpha * (fwd_b[..., 0] ** 2 + fwd_b[..., 1] ** 2 + back[..., 0] ** 2 + back[..., 1] ** 2) + fb_beta
-    c_fb = np.clip(2.0 - err / bound, 0.0, 1.0)  # 1 up to the bound, 0 at twice the bound
-    warped = _remap(prev, fwd_b).astype(np.float32)
-    d = np.abs(cur.astype(np.float32) - warped) / 255.0
-    c_ph = np.clip(2.0 - d / max(photo_tolerance, 1e-4), 0.0, 1.0)
-    h, w = cur.shape
-    gx, gy = _grid(h, w)
-    tx, ty = gx + fwd_b[..., 0], gy + fwd_b[..., 1]
-    inside = ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)).astype(np.float32)
-    conf = (c_fb * c_ph * inside).astype(np.float32)
-    if erode > 0:
-        conf = cv2.erode(conf, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
-    return fwd_b, conf
-
-
-def scale_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a flow field to ``size`` (H, W) and scale its vectors to those pixels."""
-    H, W = size
-    h, w = flow.shape[:2]
-    if (h, w) == (H, W):
-        return flow
-    out = cv2.resize(flow, (W, H), interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= W / w
-    out[..., 1] *= H / h
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +73,11 @@ class TemporalBlender:
         self.last_confidence = 0.0
 
     def step(self, processed: torch.Tensor, original: torch.Tensor, is_cut: bool = False) -> torch.Tensor:
-        g = grey(original, self.flow_max_side)
+        g = flowlib.grey(original, self.flow_max_side)
         cur = np.ascontiguousarray(processed.detach().cpu().numpy(), dtype=np.float32)
         fresh = is_cut or self.prev_out is None or self.prev_out.shape != cur.shape or self.prev_grey.shape != g.shape
         if not fresh:
-            fl, conf = motion_confidence(g, self.prev_grey, self.method, photo_tolerance=self.photo_tolerance)
+            fl, conf = flowlib.motion_confidence(g, self.prev_grey, self.method, photo_tolerance=self.photo_tolerance)
             self.last_confidence = float(conf.mean())
             fresh = self.last_confidence < self.min_confidence  # an undetected cut or a flash: start over
         self.prev_grey = g
@@ -152,7 +85,7 @@ class TemporalBlender:
             self.prev_out = cur.copy()
             return torch.from_numpy(cur.copy())
         H, W = cur.shape[:2]
-        warped = _remap(self.prev_out, scale_flow(fl, (H, W)))
+        warped = flowlib.remap(self.prev_out, flowlib.scale_flow(fl, (H, W)))
         c = cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)
         d = cv2.subtract(warped, cur)
         b, g, r = cv2.split(cv2.absdiff(warped, cur))
@@ -222,28 +155,3 @@ def temporal_consistency(stream: FrameStream, original: FrameStream, strength: f
     params = dict(original=original.fingerprint, strength=float(strength), flow=flow_quality,
                   side=int(flow_max_side), photo=float(photo_tolerance), guard=float(guard), cuts=bool(reset_on_cuts))
     return stream.derive("temporal_consistency", params, producer)
-
-
-# ---------------------------------------------------------------------------------------------
-# measurement
-# ---------------------------------------------------------------------------------------------
-def warping_error(frames: torch.Tensor, originals: torch.Tensor, method: str = "farneback", max_side: int = 480,
-                  cuts: tuple = ()) -> float:
-    """Mean flow-compensated frame-to-frame difference of ``frames`` ``[n,H,W,3]``, measured on the
-    source's motion: flow and trust mask come from ``originals`` ``[n,h,w,3]`` (Farneback by
-    default, a different estimator from the stage's DIS), pixels weighted by confidence.
-    Frame pairs across a cut are skipped. Lower is steadier (0..1 units, mean abs per channel)."""
-    num = den = 0.0
-    prev = None
-    H, W = frames.shape[1:3]
-    for t in range(frames.shape[0]):
-        g = grey(originals[t], max_side)
-        if prev is not None and t not in cuts:
-            fl, conf = motion_confidence(g, prev, method)
-            warped = _remap(np.ascontiguousarray(frames[t - 1].numpy(), dtype=np.float32), scale_flow(fl, (H, W)))
-            c = cv2.resize(conf, (W, H), interpolation=cv2.INTER_LINEAR)
-            d = np.abs(frames[t].numpy() - warped).mean(-1)
-            num += float((d * c).sum())
-            den += float(c.sum())
-        prev = g
-    return num / max(den, 1e-9)

@@ -22,7 +22,7 @@ from ..models import temporal_compact as tcm
 from ..stream import Chunk, FrameStream
 from ..analysis import flow as flowlib
 from ..analysis import scenes
-from .temporal_consistency import motion_confidence, scale_flow
+from ..analysis.flow import motion_confidence, scale_flow
 
 _cache: dict = {}
 

@@ -289,7 +289,7 @@ def evaluate(model: torch.nn.Module, damaged: torch.Tensor, clean: torch.Tensor,
              device: Optional[torch.device] = None) -> dict:
     """Run ``model`` (temporal or frame-wise) over ``damaged`` ``[N,h,w,3]`` in order; PSNR against
     ``clean`` and the warping error (measured on the clean clip's motion). Returns the outputs too."""
-    from ..stages.temporal_consistency import warping_error
+    from ..analysis.flow import warping_error
 
     runner = TemporalRunner(model, device or torch.device("cpu"), "fp32")
     outs = torch.stack([runner.step(damaged[i]).cpu() for i in range(damaged.shape[0])])

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..stages import flow as flowlib
-from ..stages.temporal_consistency import motion_confidence
+from ..analysis.flow import motion_confidence
 
 Degradation = Callable[[torch.Tensor, int, int], torch.Tensor]
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import clip, shared_model
+from remaster.analysis import flow as flowlib
 from remaster.media.decode import open_video
 from remaster.stages import temporal_consistency as tc
 from remaster.stream import from_tensor
@@ -40,9 +41,8 @@ def juggle():
 
 
 def fast_motion_mask(clean: torch.Tensor, t: int, px: float) -> np.ndarray:
-    from remaster.analysis import flow as flowlib
 
-    a, b = tc.grey(clean[t], 0), tc.grey(clean[t - 1], 0)
+    a, b = flowlib.grey(clean[t], 0), flowlib.grey(clean[t - 1], 0)
     f = flowlib.estimate_flow(a, b, "dis_medium")
     return flowlib.flow_magnitude(f) > px
 
@@ -51,18 +51,17 @@ def test_flickering_stage_steadied_without_loss_or_ghosts(juggle):
     clean = juggle
     proc = flickering_stage(clean)
     out = run(proc, clean)
-    we_proc, we_out = tc.warping_error(proc, clean), tc.warping_error(out, clean)
+    we_proc, we_out = flowlib.warping_error(proc, clean), flowlib.warping_error(out, clean)
     assert we_out <= 0.5 * we_proc, (we_proc, we_out)
     assert psnr(out, clean) >= psnr(proc, clean) - 0.3
     # ghosting around the fast hands and balls: where the source moves > 6 px/frame, the output
     # is no further from the clean frame than the per-frame result is
     err_out = err_proc = err_naive = 0.0
     naive = [proc[0]]
-    from remaster.analysis import flow as flowlib
 
     for t in range(1, clean.shape[0]):
-        fl = flowlib.estimate_flow(tc.grey(clean[t], 0), tc.grey(clean[t - 1], 0), "dis_medium")
-        naive.append(0.15 * proc[t] + 0.85 * torch.from_numpy(tc._remap(naive[-1].numpy(), fl)))
+        fl = flowlib.estimate_flow(flowlib.grey(clean[t], 0), flowlib.grey(clean[t - 1], 0), "dis_medium")
+        naive.append(0.15 * proc[t] + 0.85 * torch.from_numpy(flowlib.remap(naive[-1].numpy(), fl)))
     naive = torch.stack(naive)
     moving = 0
     for t in range(1, clean.shape[0]):
@@ -118,7 +117,7 @@ def test_after_the_upscaler(juggle, shared_models):
         proc = F.interpolate(up, size=clean.shape[1:3], mode="bicubic", antialias=True).clamp(0, 1)
     proc = proc.permute(0, 2, 3, 1).contiguous()
     out = run(proc, orig)
-    we_proc, we_out = tc.warping_error(proc, orig), tc.warping_error(out, orig)
+    we_proc, we_out = flowlib.warping_error(proc, orig), flowlib.warping_error(out, orig)
     assert we_out <= 0.5 * we_proc, (we_proc, we_out)
     assert psnr(out, clean) >= psnr(proc, clean) - 0.3
 
