@@ -165,7 +165,7 @@ def rss(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="onepass-rss-"))
     res = {}
     for sec in (10, 60):
-        src = _make_clip(tmp / f"{sec}.mp4", sec)
+        src = _make_clip(tmp / f"{sec}.mp4", sec, args.fps)
         env = dict(os.environ, REMASTER_CHUNK_FRAMES="8", OMP_WAIT_POLICY="PASSIVE", REMASTER_TEMP_DIR=str(tmp))
         r = subprocess.run([sys.executable, __file__, "rss-job", str(src), str(tmp / f"out{sec}.mp4")],
                            capture_output=True, text=True, env=env, check=True)
@@ -213,6 +213,7 @@ def main() -> None:
     ap.add_argument("--enhance-side", type=int, default=384)
     ap.add_argument("--quality-side", type=int, default=160)
     ap.add_argument("--root", default=str(HERE))
+    ap.add_argument("--fps", type=int, default=10)
     ap.add_argument("--save-dir", default="/tmp/onepass-bench-out")
     args = ap.parse_args()
     if args.what == "chains":
