@@ -66,13 +66,17 @@ def _final_stream(prompt: dict):
     return got["s"]
 
 
+CPU = {"s": 0.0}  # CPU seconds of the last drain (all threads): steadier than wall time on a busy machine
+
+
 def _drain(stream) -> tuple:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frames, masks = [], []
     for ch in stream.chunks():
         frames.append(ch.frames)
         if ch.mask is not None:
             masks.append(ch.mask)
+    CPU["s"] = time.process_time() - c0
     return time.perf_counter() - t0, frames, masks
 
 
@@ -116,6 +120,7 @@ def chains(args) -> dict:
         source = s
         chain.reverse()
         t_chain, out, _ = _drain(final)
+        cpu_chain = CPU["s"]
         if args.save_dir:  # every 10th output frame, to compare two checkouts (``compare``)
             import torch
 
@@ -123,15 +128,19 @@ def chains(args) -> dict:
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             torch.save(allf[::10].clone(), Path(args.save_dir) / f"{name}-{root.name}.pt")
         t_decode, frames, masks = _drain(source)
+        cpu = {"decode": CPU["s"]}
         cuts = scenes.detect_scene_cuts(source)
         per = {"decode": round(t_decode, 2)}
         for st in chain:
             t, frames, new_masks = _drain(_alone(st, frames, masks, cuts))
             masks = new_masks
             per[st.label] = round(t, 2) + per.get(st.label, 0)
-        total = sum(per.values())
+            cpu[st.label] = CPU["s"] + cpu.get(st.label, 0.0)
+        total, cpu_total = sum(per.values()), sum(cpu.values())
         results[name] = {"frames_out": sum(len(f) for f in out), "chain_s": round(t_chain, 2),
-                         "sum_alone_s": round(total, 2), "ratio": round(t_chain / total, 3), "stages": per}
+                         "sum_alone_s": round(total, 2), "ratio": round(t_chain / total, 3),
+                         "chain_cpu_s": round(cpu_chain, 2), "sum_alone_cpu_s": round(cpu_total, 2),
+                         "cpu_ratio": round(cpu_chain / max(cpu_total, 1e-9), 3), "stages": per}
         print(name, json.dumps(results[name]), flush=True)
     return results
 
