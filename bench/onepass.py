@@ -111,6 +111,8 @@ def chains(args) -> dict:
     registry.link_existing(HERE.parent / "shared" / "models")
     results = {}
     for name, side, drop in (("enhance", args.enhance_side, ()), ("quality", args.quality_side, ("RemasterFaceRestore",))):
+        if args.only and name not in args.only:
+            continue
         final = _final_stream(_prompt(root, name, args.clip, args.seconds, side, drop))
         chain = []
         s = final
@@ -223,6 +225,7 @@ def main() -> None:
     ap.add_argument("--quality-side", type=int, default=160)
     ap.add_argument("--root", default=str(HERE))
     ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--only", action="append", default=[], help="enhance / quality (repeatable)")
     ap.add_argument("--save-dir", default="/tmp/onepass-bench-out")
     args = ap.parse_args()
     if args.what == "chains":
