@@ -91,7 +91,7 @@ def _alone(stage, frames, masks, cuts):
     mem.info = up.info.with_(scene_cuts=tuple(cuts)) if up.info.scene_cuts is None else up.info
     try:
         s = FrameStream(stage.info, stage._producer, stage.fingerprint + "-alone", upstream=mem,
-                        label=stage.label, temporal=stage.temporal)
+                        label=stage.label, temporal=getattr(stage, "temporal", None))
     except TypeError:  # a checkout before declared temporal context
         s = FrameStream(stage.info, stage._producer, stage.fingerprint + "-alone", upstream=mem, label=stage.label)
     if stage.frames_source is not stage:
@@ -123,6 +123,7 @@ def chains(args) -> dict:
         chain.reverse()
         t_chain, out, _ = _drain(final)
         cpu_chain = CPU["s"]
+        print(name, "chain", json.dumps({"chain_s": round(t_chain, 2), "chain_cpu_s": round(cpu_chain, 2)}), flush=True)
         if args.save_dir:  # every 10th output frame, to compare two checkouts (``compare``)
             import torch
 
