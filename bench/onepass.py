@@ -66,13 +66,17 @@ def _final_stream(prompt: dict):
     return got["s"]
 
 
+CPU = {"s": 0.0}  # CPU seconds of the last drain (all threads): steadier than wall time on a busy machine
+
+
 def _drain(stream) -> tuple:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frames, masks = [], []
     for ch in stream.chunks():
         frames.append(ch.frames)
         if ch.mask is not None:
             masks.append(ch.mask)
+    CPU["s"] = time.process_time() - c0
     return time.perf_counter() - t0, frames, masks
 
 
@@ -87,7 +91,7 @@ def _alone(stage, frames, masks, cuts):
     mem.info = up.info.with_(scene_cuts=tuple(cuts)) if up.info.scene_cuts is None else up.info
     try:
         s = FrameStream(stage.info, stage._producer, stage.fingerprint + "-alone", upstream=mem,
-                        label=stage.label, temporal=stage.temporal)
+                        label=stage.label, temporal=getattr(stage, "temporal", None))
     except TypeError:  # a checkout before declared temporal context
         s = FrameStream(stage.info, stage._producer, stage.fingerprint + "-alone", upstream=mem, label=stage.label)
     if stage.frames_source is not stage:
@@ -107,6 +111,8 @@ def chains(args) -> dict:
     registry.link_existing(HERE.parent / "shared" / "models")
     results = {}
     for name, side, drop in (("enhance", args.enhance_side, ()), ("quality", args.quality_side, ("RemasterFaceRestore",))):
+        if args.only and name not in args.only:
+            continue
         final = _final_stream(_prompt(root, name, args.clip, args.seconds, side, drop))
         chain = []
         s = final
@@ -116,6 +122,8 @@ def chains(args) -> dict:
         source = s
         chain.reverse()
         t_chain, out, _ = _drain(final)
+        cpu_chain = CPU["s"]
+        print(name, "chain", json.dumps({"chain_s": round(t_chain, 2), "chain_cpu_s": round(cpu_chain, 2)}), flush=True)
         if args.save_dir:  # every 10th output frame, to compare two checkouts (``compare``)
             import torch
 
@@ -123,15 +131,19 @@ def chains(args) -> dict:
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             torch.save(allf[::10].clone(), Path(args.save_dir) / f"{name}-{root.name}.pt")
         t_decode, frames, masks = _drain(source)
+        cpu = {"decode": CPU["s"]}
         cuts = scenes.detect_scene_cuts(source)
         per = {"decode": round(t_decode, 2)}
         for st in chain:
             t, frames, new_masks = _drain(_alone(st, frames, masks, cuts))
             masks = new_masks
             per[st.label] = round(t, 2) + per.get(st.label, 0)
-        total = sum(per.values())
+            cpu[st.label] = CPU["s"] + cpu.get(st.label, 0.0)
+        total, cpu_total = sum(per.values()), sum(cpu.values())
         results[name] = {"frames_out": sum(len(f) for f in out), "chain_s": round(t_chain, 2),
-                         "sum_alone_s": round(total, 2), "ratio": round(t_chain / total, 3), "stages": per}
+                         "sum_alone_s": round(total, 2), "ratio": round(t_chain / total, 3),
+                         "chain_cpu_s": round(cpu_chain, 2), "sum_alone_cpu_s": round(cpu_total, 2),
+                         "cpu_ratio": round(cpu_chain / max(cpu_total, 1e-9), 3), "stages": per}
         print(name, json.dumps(results[name]), flush=True)
     return results
 
@@ -165,7 +177,7 @@ def rss(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="onepass-rss-"))
     res = {}
     for sec in (10, 60):
-        src = _make_clip(tmp / f"{sec}.mp4", sec)
+        src = _make_clip(tmp / f"{sec}.mp4", sec, args.fps)
         env = dict(os.environ, REMASTER_CHUNK_FRAMES="8", OMP_WAIT_POLICY="PASSIVE", REMASTER_TEMP_DIR=str(tmp))
         r = subprocess.run([sys.executable, __file__, "rss-job", str(src), str(tmp / f"out{sec}.mp4")],
                            capture_output=True, text=True, env=env, check=True)
@@ -213,6 +225,8 @@ def main() -> None:
     ap.add_argument("--enhance-side", type=int, default=384)
     ap.add_argument("--quality-side", type=int, default=160)
     ap.add_argument("--root", default=str(HERE))
+    ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--only", action="append", default=[], help="enhance / quality (repeatable)")
     ap.add_argument("--save-dir", default="/tmp/onepass-bench-out")
     args = ap.parse_args()
     if args.what == "chains":

@@ -41,8 +41,8 @@ class RemasterFaceRestore(StreamStage):
                 "detection_threshold": ("FLOAT", {"default": 0.6, "min": 0.05, "max": 1.0, "step": 0.05,
                                                   "tooltip": "Minimum detector confidence for a face."}),
                 "detect_cuts": ("BOOLEAN", {"default": False,
-                                            "tooltip": "Find scene cuts first if none are attached (an extra pass over "
-                                                       "everything upstream). Better: put Scene Cuts after Load Video."}),
+                                            "tooltip": "Find scene cuts if none are attached (once per chain, on the decoded "
+                                                       "video: nothing upstream runs again)."}),
                 "precision": (list(PRECISIONS), {"default": "auto",
                                                  "tooltip": "auto: bf16 where fast (GPU, or CPU with AVX-512-BF16/AMX), else fp32."}),
             },

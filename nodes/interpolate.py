@@ -43,7 +43,7 @@ class RemasterInterpolate:
                                "(the cut stays sharp), blend cross-fades. Never interpolated."}),
                 "detect_cuts": ("BOOLEAN", {"default": True,
                                             "tooltip": "Find scene cuts when the stream has none attached (Scene Cuts node). "
-                                                       "Costs one quick extra pass over the video."}),
+                                                       "Found once per chain on the decoded video (no stage upstream runs again)."}),
                 "remove_duplicates": ("BOOLEAN", {"default": False,
                                                   "tooltip": "Drop repeated frames (old recordings, screen captures, 25->30 "
                                                              "conversions) and interpolate their time slots instead, removing stutter."}),

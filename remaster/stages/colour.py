@@ -2,7 +2,7 @@
 mid-grey, local contrast (CLAHE on lightness), saturation and vibrance with skin-tone protection,
 optionally separate for the person (stream mask) and the background.
 
-Nothing here is decided frame by frame. An analysis pass measures a few numbers per frame on a
+Nothing here is decided frame by frame. A few numbers are measured per frame on a
 thumbnail (mean colours, brightest-patch colour, luma percentiles), those numbers are smoothed
 over time inside each shot (reset at scene cuts) by :mod:`remaster.analysis.shotstats`, and the
 correction parameters derived from them change slowly or not at all within a shot, so the

@@ -1,6 +1,6 @@
 """Deflicker: steady brightness and colour over time, for any upstream result.
 
-An analysis pass measures each frame's mean linear-light red, green and blue (on a thumbnail).
+Each frame's mean linear-light red, green and blue is measured (on a thumbnail).
 They are smoothed over time inside each shot with a short running median (throws out
 single-frame spikes) and a Gaussian-weighted local linear fit (keeps ramps such as fades and slow
 light changes intact, also at the ends of a shot). Each frame is then multiplied, in linear light,

@@ -355,8 +355,8 @@ def face_restore(
     precision: str = "auto",
 ) -> FrameStream:
     """A new stream with every detected face restored. Scene cuts attached to the stream (Scene
-    Cuts node) reset the landmark smoothing; ``detect_cuts`` runs the detector pass first if none
-    are attached (an extra pass over everything upstream)."""
+    Cuts node) reset the landmark smoothing; ``detect_cuts`` finds them if none are attached (once
+    per chain, on the decoded video: see :mod:`remaster.stages.scenes`)."""
     for nm, v, lo, hi in (("strength", strength, 0, 1), ("codeformer_fidelity", codeformer_fidelity, 0, 1),
                           ("smoothing", smoothing, 0, 0.95), ("detection_threshold", detection_threshold, 0.05, 1)):
         if not lo <= float(v) <= hi:
