@@ -270,6 +270,7 @@ class Browser:
         self.responses.clear()
         listed = self.server.get("/workflow_templates").get("ComfyUI-Remaster", [])
         row["listed"] = name in listed
+        pg.evaluate(QUIET_JS, False)
         pg.evaluate("() => app.graph.clear()")
         ok = pg.evaluate("""async (name) => {
             const r = await fetch('api/workflow_templates/ComfyUI-Remaster/' + name + '.json');
@@ -307,6 +308,9 @@ class Browser:
         except Exception:  # noqa: BLE001 - fall back to the call behind the button
             pg.evaluate("() => app.queuePrompt(0, 1)")
             row["run_by"] = "app.queuePrompt"
+        # while it runs, the page draws nothing and plays no preview: on a shared CPU the browser's
+        # 60 fps canvas and looping <video>s would take the time ComfyUI needs
+        pg.evaluate(QUIET_JS, True)
         pid = None
         t0 = time.time()
         while time.time() - t0 < 30 and pid is None:
@@ -333,6 +337,7 @@ class Browser:
             row["outputs"] = [str(f.relative_to(self.server.base / "output")) for f in files]
             row["decoded"] = "; ".join(decode_video(f) for f in files if f.suffix in (".mp4", ".mov", ".mkv", ".webm")) \
                 or ("no video output" if not files else "")
+        pg.evaluate(QUIET_JS, False)
         pg.wait_for_timeout(1500)  # result panels grow
         row["overlaps_after_run"] = self._overlaps()
         row["console"] = list(self.console)
@@ -353,6 +358,12 @@ class Browser:
             c.setDirty(true, true);
         }""")
 
+
+QUIET_JS = """(quiet) => {
+    app.canvas.pause_rendering = quiet;
+    for (const v of document.querySelectorAll('video')) { if (quiet) v.pause(); else v.play?.().catch(() => {}); }
+    if (!quiet) app.graph.setDirtyCanvas(true, true);
+}"""
 
 OVERLAPS_JS = """() => {
     const T = LiteGraph.NODE_TITLE_HEIGHT, ns = app.graph._nodes, out = [];
