@@ -80,7 +80,7 @@ class Server:
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, cwd=self.args.comfyui, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         t0 = time.time()
-        while time.time() - t0 < 300:
+        while time.time() - t0 < self.args.start_timeout:
             if self.proc.poll() is not None:
                 sys.exit(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
             try:
@@ -89,7 +89,7 @@ class Server:
             except (OSError, urllib.error.URLError, ValueError):
                 time.sleep(1)
         self.stop()
-        sys.exit("ComfyUI did not answer within 300 s")
+        sys.exit(f"ComfyUI did not answer within {self.args.start_timeout:g} s:\n{self.log_text()[-2000:]}")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -537,6 +537,7 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     ap.add_argument("--front-end-root", help="serve this frontend build instead of the installed package")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--start-timeout", type=float, default=900, help="seconds to wait for ComfyUI to answer")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per run")
     ap.add_argument("--no-run", action="store_true", help="load and screenshot only")
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP submissions of workflows/api")
@@ -553,9 +554,9 @@ def main(argv=None) -> int:
     args.pack = str(pack)
     base = Path(tempfile.mkdtemp(prefix="remaster_realhost_"))
     server = Server(args, base)
-    server.start()
     rows, api_rows = [], []
     try:
+        server.start()
         info = server.get("/object_info", timeout=120)
         if "RemasterLoadVideo" not in info:
             sys.exit("the server has no Remaster nodes:\n" + server.log_text()[-4000:])
