@@ -503,7 +503,7 @@ def write_report(path: Path, meta: dict, rows: list, api_rows: list):
               "| template | loaded | canvas = API twin | overlaps | run | seconds | output | progress (node:reports) | longest silence s | console errors | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        prog, gap = progress_summary(r.get("progress", {}))
+        prog, gap = r.get("progress_text") or progress_summary(r.get("progress", {}))
         run = r.get("status", "")
         if r.get("error"):
             run += ": " + r["error"].replace("|", "/").replace("\n", " ")
@@ -527,6 +527,39 @@ def write_report(path: Path, meta: dict, rows: list, api_rows: list):
     return "\n".join(lines)
 
 
+def meta_for(server: Server, frontend: str, args) -> dict:
+    version = server.get("/system_stats").get("system", {})
+    return {"ComfyUI": version.get("comfyui_version", "?"), "frontend": frontend or "?",
+            "python / torch": f"{version.get('python_version', '?').split()[0]} / {version.get('pytorch_version', '?')}",
+            "device": "CPU (--cpu), 2 shared cores: times are under load",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "api pass": (f"Load Video end_time set to {args.api_seconds:g} s to keep the CPU run short"
+                         if args.api_seconds else "whole clip"),
+            "command": "python scripts/real_host.py --comfyui <ComfyUI> --python <its venv python> --models ../shared/models"}
+
+
+def report_from_log(log: Path, out: Path, meta: dict) -> str:
+    """Rebuild the report from a run's printed rows (a run stopped before its end)."""
+    import ast
+
+    rows, api_rows, api = [], [], False
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("--- api "):
+            api = True
+        if not line.startswith('{"template"'):
+            continue
+        body, _, tail = line.partition("} ('")
+        try:
+            row = json.loads(body + "}" if tail else line)
+        except ValueError:
+            continue
+        if tail:  # older print: progress summary as a tuple after the row
+            summary, gap = ast.literal_eval("('" + tail)
+            row["progress_text"] = (summary, gap)
+        (api_rows if api else rows).append(row)
+    return write_report(out, meta, rows, api_rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--comfyui", required=True, help="the ComfyUI folder (has main.py)")
@@ -548,7 +581,13 @@ def main(argv=None) -> int:
     ap.add_argument("--shots", default=None, help="screenshot folder (default: <pack>/docs/img/templates)")
     ap.add_argument("--capture-golden", metavar="DIR", help="write the frontend's widget order per node and exit")
     ap.add_argument("--keep", action="store_true", help="keep the temporary base directory")
+    ap.add_argument("--report-from-log", metavar="LOG", help="only rebuild the report from a stopped run's output")
     args = ap.parse_args(argv)
+    if args.report_from_log:
+        meta = {"ComfyUI": "0.3.64", "frontend": "1.27.10", "device": "CPU (--cpu), 2 shared cores: times are under load",
+                "note": "rebuilt from the run's log", "api pass": f"Load Video end_time set to {args.api_seconds:g} s"}
+        print(report_from_log(Path(args.report_from_log), Path(args.report or Path(args.pack) / "docs" / "real_host.md"), meta))
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop ComfyUI and clean up
     pack = Path(args.pack).resolve()
     args.pack = str(pack)
@@ -566,6 +605,7 @@ def main(argv=None) -> int:
             browser.capture_golden(Path(args.capture_golden), info, frontend)
             browser.close()
             return 0
+        report_path = Path(args.report) if args.report else pack / "docs" / "real_host.md"
         names = sorted(p.stem for p in (pack / "workflows").glob("*.json"))
         if args.only:
             names = [n for n in names if n in args.only]
@@ -583,8 +623,8 @@ def main(argv=None) -> int:
                     and row.get("loaded") == "ok" and not row.get("no_file_text")):
                 row["verdict"] = "FAIL (load)"
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "progress"}, default=str)[:1500],
-                  progress_summary(row.get("progress", {})), flush=True)
+            print(json.dumps(row, default=str), flush=True)
+            write_report(report_path, meta_for(server, frontend, args), rows, api_rows)  # so far, in case of a stop
         browser.close()
         if not args.no_api and not args.no_run:
             for name in names:
@@ -593,16 +633,10 @@ def main(argv=None) -> int:
                 r = run_api(server, name, api, args.timeout, args.api_seconds)
                 r["verdict"] = verdict_for(r, expected_models(api, base / "models", pack))
                 api_rows.append(r)
-                print(json.dumps(r)[:800], flush=True)
-        version = server.get("/system_stats").get("system", {})
-        meta = {"ComfyUI": version.get("comfyui_version", "?"), "frontend": frontend or "?",
-                "python / torch": f"{version.get('python_version', '?').split()[0]} / {version.get('pytorch_version', '?')}",
-                "device": "CPU (--cpu), 2 shared cores: times are under load",
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "api pass": (f"Load Video end_time set to {args.api_seconds:g} s to keep the CPU run short"
-                             if args.api_seconds else "whole clip"),
-                "command": "python scripts/real_host.py --comfyui <ComfyUI> --python <its venv python> --models ../shared/models"}
-        report = write_report(Path(args.report) if args.report else pack / "docs" / "real_host.md", meta, rows, api_rows)
+                print(json.dumps(r, default=str), flush=True)
+                write_report(report_path, meta_for(server, frontend, args), rows, api_rows)
+        meta = meta_for(server, frontend, args)
+        report = write_report(report_path, meta, rows, api_rows)
         print(report)
         bad = [r for r in rows + api_rows if str(r.get("verdict", "")).startswith("FAIL")]
         return 1 if bad else 0
