@@ -41,7 +41,7 @@ from pathlib import Path
 PACK_DEFAULT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
-MISSING_MODEL = re.compile(r"model file '([^']+)' was not found.*folder.*(https?://\S+)", re.S)
+MISSING_MODEL = re.compile(r"model (?:file|folder) '([^']+)' was not found.*folder.*(https?://\S+)", re.S)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,6 +271,8 @@ class Browser:
         listed = self.server.get("/workflow_templates").get("ComfyUI-Remaster", [])
         row["listed"] = name in listed
         pg.evaluate(QUIET_JS, False)
+        for _ in range(3):  # the error dialog of a previous run would cover the Run button
+            pg.keyboard.press("Escape")
         pg.evaluate("() => app.graph.clear()")
         ok = pg.evaluate("""async (name) => {
             const r = await fetch('api/workflow_templates/ComfyUI-Remaster/' + name + '.json');
