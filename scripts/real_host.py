@@ -188,7 +188,9 @@ def verdict_for(run: dict, models: list) -> str:
         return "PASS" if " frames " in run.get("decoded", "") and "DOES NOT" not in run.get("decoded", "") \
             else "FAIL (no output)"
     msg = run.get("error", "")
-    if missing and MISSING_MODEL.search(msg):
+    m = MISSING_MODEL.search(msg)
+    # told which file, where, and from where; and it is indeed one we do not have
+    if m and not any(name == m.group(1) and present for name, _, present in models):
         return "PASS (missing model, told)"
     return "FAIL"
 
@@ -558,6 +560,8 @@ def report_from_log(log: Path, out: Path, meta: dict) -> str:
         if tail:  # older print: progress summary as a tuple after the row
             summary, gap = ast.literal_eval("('" + tail)
             row["progress_text"] = (summary, gap)
+        if row.get("status") == "error" and not str(row.get("verdict", "")).startswith("FAIL (load"):
+            row["verdict"] = verdict_for(row, row.get("models", []))
         (api_rows if api else rows).append(row)
     return write_report(out, meta, rows, api_rows)
 
