@@ -41,7 +41,7 @@ from pathlib import Path
 PACK_DEFAULT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
-MISSING_MODEL = re.compile(r"model file '([^']+)' was not found.*folder.*(https?://\S+)", re.S)
+MISSING_MODEL = re.compile(r"model (?:file|folder) '([^']+)' was not found.*folder.*(https?://\S+)", re.S)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ class Server:
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, cwd=self.args.comfyui, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         t0 = time.time()
-        while time.time() - t0 < 300:
+        while time.time() - t0 < self.args.start_timeout:
             if self.proc.poll() is not None:
                 sys.exit(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
             try:
@@ -89,7 +89,7 @@ class Server:
             except (OSError, urllib.error.URLError, ValueError):
                 time.sleep(1)
         self.stop()
-        sys.exit("ComfyUI did not answer within 300 s")
+        sys.exit(f"ComfyUI did not answer within {self.args.start_timeout:g} s:\n{self.log_text()[-2000:]}")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -188,7 +188,9 @@ def verdict_for(run: dict, models: list) -> str:
         return "PASS" if " frames " in run.get("decoded", "") and "DOES NOT" not in run.get("decoded", "") \
             else "FAIL (no output)"
     msg = run.get("error", "")
-    if missing and MISSING_MODEL.search(msg):
+    m = MISSING_MODEL.search(msg)
+    # told which file, where, and from where; and it is indeed one we do not have
+    if m and not any(name == m.group(1) and present for name, _, present in models):
         return "PASS (missing model, told)"
     return "FAIL"
 
@@ -272,6 +274,9 @@ class Browser:
         self.responses.clear()
         listed = self.server.get("/workflow_templates").get("ComfyUI-Remaster", [])
         row["listed"] = name in listed
+        pg.evaluate(QUIET_JS, False)
+        for _ in range(3):  # the error dialog of a previous run would cover the Run button
+            pg.keyboard.press("Escape")
         pg.evaluate("() => app.graph.clear()")
         ok = pg.evaluate("""async (name) => {
             const r = await fetch('api/workflow_templates/ComfyUI-Remaster/' + name + '.json');
@@ -309,6 +314,9 @@ class Browser:
         except Exception:  # noqa: BLE001 - fall back to the call behind the button
             pg.evaluate("() => app.queuePrompt(0, 1)")
             row["run_by"] = "app.queuePrompt"
+        # while it runs, the page draws nothing and plays no preview: on a shared CPU the browser's
+        # 60 fps canvas and looping <video>s would take the time ComfyUI needs
+        pg.evaluate(QUIET_JS, True)
         pid = None
         t0 = time.time()
         while time.time() - t0 < 30 and pid is None:
@@ -335,6 +343,7 @@ class Browser:
             row["outputs"] = [str(f.relative_to(self.server.base / "output")) for f in files]
             row["decoded"] = "; ".join(decode_video(f) for f in files if f.suffix in (".mp4", ".mov", ".mkv", ".webm")) \
                 or ("no video output" if not files else "")
+        pg.evaluate(QUIET_JS, False)
         pg.wait_for_timeout(1500)  # result panels grow
         row["overlaps_after_run"] = self._overlaps()
         row["console"] = list(self.console)
@@ -355,6 +364,12 @@ class Browser:
             c.setDirty(true, true);
         }""")
 
+
+QUIET_JS = """(quiet) => {
+    app.canvas.pause_rendering = quiet;
+    for (const v of document.querySelectorAll('video')) { if (quiet) v.pause(); else v.play?.().catch(() => {}); }
+    if (!quiet) app.graph.setDirtyCanvas(true, true);
+}"""
 
 OVERLAPS_JS = """() => {
     const T = LiteGraph.NODE_TITLE_HEIGHT, ns = app.graph._nodes, out = [];
@@ -494,7 +509,7 @@ def write_report(path: Path, meta: dict, rows: list, api_rows: list):
               "| template | loaded | canvas = API twin | overlaps | run | seconds | output | progress (node:reports) | longest silence s | console errors | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        prog, gap = progress_summary(r.get("progress", {}))
+        prog, gap = r.get("progress_text") or progress_summary(r.get("progress", {}))
         run = r.get("status", "")
         if r.get("error"):
             run += ": " + r["error"].replace("|", "/").replace("\n", " ")
@@ -518,6 +533,41 @@ def write_report(path: Path, meta: dict, rows: list, api_rows: list):
     return "\n".join(lines)
 
 
+def meta_for(server: Server, frontend: str, args) -> dict:
+    version = server.get("/system_stats").get("system", {})
+    return {"ComfyUI": version.get("comfyui_version", "?"), "frontend": frontend or "?",
+            "python / torch": f"{version.get('python_version', '?').split()[0]} / {version.get('pytorch_version', '?')}",
+            "device": "CPU (--cpu), 2 shared cores: times are under load",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "api pass": (f"Load Video end_time set to {args.api_seconds:g} s to keep the CPU run short"
+                         if args.api_seconds else "whole clip"),
+            "command": "python scripts/real_host.py --comfyui <ComfyUI> --python <its venv python> --models ../shared/models"}
+
+
+def report_from_log(log: Path, out: Path, meta: dict) -> str:
+    """Rebuild the report from a run's printed rows (a run stopped before its end)."""
+    import ast
+
+    rows, api_rows, api = [], [], False
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("--- api "):
+            api = True
+        if not line.startswith('{"template"'):
+            continue
+        body, _, tail = line.partition("} ('")
+        try:
+            row = json.loads(body + "}" if tail else line)
+        except ValueError:
+            continue
+        if tail:  # older print: progress summary as a tuple after the row
+            summary, gap = ast.literal_eval("('" + tail)
+            row["progress_text"] = (summary, gap)
+        if row.get("status") == "error" and not str(row.get("verdict", "")).startswith("FAIL (load"):
+            row["verdict"] = verdict_for(row, row.get("models", []))
+        (api_rows if api else rows).append(row)
+    return write_report(out, meta, rows, api_rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--comfyui", required=True, help="the ComfyUI folder (has main.py)")
@@ -528,6 +578,7 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     ap.add_argument("--front-end-root", help="serve this frontend build instead of the installed package")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--start-timeout", type=float, default=900, help="seconds to wait for ComfyUI to answer")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per run")
     ap.add_argument("--no-run", action="store_true", help="load and screenshot only")
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP submissions of workflows/api")
@@ -538,15 +589,21 @@ def main(argv=None) -> int:
     ap.add_argument("--shots", default=None, help="screenshot folder (default: <pack>/docs/img/templates)")
     ap.add_argument("--capture-golden", metavar="DIR", help="write the frontend's widget order per node and exit")
     ap.add_argument("--keep", action="store_true", help="keep the temporary base directory")
+    ap.add_argument("--report-from-log", metavar="LOG", help="only rebuild the report from a stopped run's output")
     args = ap.parse_args(argv)
+    if args.report_from_log:
+        meta = {"ComfyUI": "0.3.64", "frontend": "1.27.10", "device": "CPU (--cpu), 2 shared cores: times are under load",
+                "note": "rebuilt from the run's log", "api pass": f"Load Video end_time set to {args.api_seconds:g} s"}
+        print(report_from_log(Path(args.report_from_log), Path(args.report or Path(args.pack) / "docs" / "real_host.md"), meta))
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop ComfyUI and clean up
     pack = Path(args.pack).resolve()
     args.pack = str(pack)
     base = Path(tempfile.mkdtemp(prefix="remaster_realhost_"))
     server = Server(args, base)
-    server.start()
     rows, api_rows = [], []
     try:
+        server.start()
         info = server.get("/object_info", timeout=120)
         if "RemasterLoadVideo" not in info:
             sys.exit("the server has no Remaster nodes:\n" + server.log_text()[-4000:])
@@ -556,6 +613,7 @@ def main(argv=None) -> int:
             browser.capture_golden(Path(args.capture_golden), info, frontend)
             browser.close()
             return 0
+        report_path = Path(args.report) if args.report else pack / "docs" / "real_host.md"
         names = sorted(p.stem for p in (pack / "workflows").glob("*.json"))
         if args.only:
             names = [n for n in names if n in args.only]
@@ -573,8 +631,8 @@ def main(argv=None) -> int:
                     and row.get("loaded") == "ok" and not row.get("no_file_text")):
                 row["verdict"] = "FAIL (load)"
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "progress"}, default=str)[:1500],
-                  progress_summary(row.get("progress", {})), flush=True)
+            print(json.dumps(row, default=str), flush=True)
+            write_report(report_path, meta_for(server, frontend, args), rows, api_rows)  # so far, in case of a stop
         browser.close()
         if not args.no_api and not args.no_run:
             for name in names:
@@ -583,16 +641,10 @@ def main(argv=None) -> int:
                 r = run_api(server, name, api, args.timeout, args.api_seconds)
                 r["verdict"] = verdict_for(r, expected_models(api, base / "models", pack))
                 api_rows.append(r)
-                print(json.dumps(r)[:800], flush=True)
-        version = server.get("/system_stats").get("system", {})
-        meta = {"ComfyUI": version.get("comfyui_version", "?"), "frontend": frontend or "?",
-                "python / torch": f"{version.get('python_version', '?').split()[0]} / {version.get('pytorch_version', '?')}",
-                "device": "CPU (--cpu), 2 shared cores: times are under load",
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "api pass": (f"Load Video end_time set to {args.api_seconds:g} s to keep the CPU run short"
-                             if args.api_seconds else "whole clip"),
-                "command": "python scripts/real_host.py --comfyui <ComfyUI> --python <its venv python> --models ../shared/models"}
-        report = write_report(Path(args.report) if args.report else pack / "docs" / "real_host.md", meta, rows, api_rows)
+                print(json.dumps(r, default=str), flush=True)
+                write_report(report_path, meta_for(server, frontend, args), rows, api_rows)
+        meta = meta_for(server, frontend, args)
+        report = write_report(report_path, meta, rows, api_rows)
         print(report)
         bad = [r for r in rows + api_rows if str(r.get("verdict", "")).startswith("FAIL")]
         return 1 if bad else 0

@@ -158,3 +158,16 @@ def test_load_video_says_when_max_side_is_not_used(caplog):
     with caplog.at_level("WARNING", logger="remaster"):
         out = node.load(str(video_io.EXAMPLE_PATH), resize="max_side", max_side=128)
     assert out[3] == 128 and "not used" not in caplog.text
+
+
+def test_missing_diffusers_folder_names_folder_and_url(tmp_path, monkeypatch):
+    """The inpainting template's message when its diffusers model is absent: name, folder, URL."""
+    from remaster import host
+    from remaster.stages import inpaint
+
+    monkeypatch.setattr(host, "model_dirs", lambda folder: [tmp_path / folder])
+    with pytest.raises(FileNotFoundError) as exc:
+        inpaint.resolve_diffusers_folder("stable-diffusion-inpainting")
+    msg = str(exc.value)
+    assert "'stable-diffusion-inpainting'" in msg and "'diffusers' models folder" in msg
+    assert "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-inpainting" in msg

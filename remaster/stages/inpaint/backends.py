@@ -48,6 +48,9 @@ def diffusers_model_choices() -> list[str]:
     return sorted(names)
 
 
+SD_INPAINTING_URL = "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-inpainting"
+
+
 def resolve_diffusers_folder(name: str) -> Path:
     """The folder of a diffusers model given its name in the ``diffusers`` models folder or a path."""
     if not name or not str(name).strip() or str(name).startswith("("):
@@ -61,8 +64,9 @@ def resolve_diffusers_folder(name: str) -> Path:
     where = host.model_dirs("diffusers")[0]
     raise FileNotFoundError(
         f"diffusers model folder '{name}' was not found. Put a diffusers inpainting model (a folder with "
-        f"model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) in {where}, e.g. a copy of "
-        "stable-diffusion-v1-5/stable-diffusion-inpainting saved with save_pretrained"
+        f"model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) in the 'diffusers' models "
+        f"folder as {where / str(name)}; download it from {SD_INPAINTING_URL} (or save any diffusers "
+        "inpainting pipeline there with save_pretrained)"
     )
 
 
