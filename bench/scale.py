@@ -35,10 +35,10 @@ if __name__ == "__main__":
     ap.add_argument("--models", default=str(ROOT.parent / "shared" / "models"), help="folder to link models from")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--segment", type=float, default=2.0)
-    ap.add_argument("--set", action="append", default=["Load Video.max_side=240"])
+    ap.add_argument("--set", action="append", default=None, help="default: Load Video.max_side=240")
     a = ap.parse_args()
     common = [a.workflow, "--input", a.clip, "--set", f"Load Video.end_time={a.seconds}"]
-    for s in a.set:
+    for s in a.set or ["Load Video.max_side=240"]:
         common += ["--set", s]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
