@@ -356,7 +356,7 @@ def face_restore(
 ) -> FrameStream:
     """A new stream with every detected face restored. Scene cuts attached to the stream (Scene
     Cuts node) reset the landmark smoothing; ``detect_cuts`` finds them if none are attached (once
-    per chain, on the decoded video: see :mod:`remaster.stages.scenes`)."""
+    per chain, on the decoded video: see :mod:`remaster.analysis.scenes`)."""
     for nm, v, lo, hi in (("strength", strength, 0, 1), ("codeformer_fidelity", codeformer_fidelity, 0, 1),
                           ("smoothing", smoothing, 0, 0.95), ("detection_threshold", detection_threshold, 0.05, 1)):
         if not lo <= float(v) <= hi:
