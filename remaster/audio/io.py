@@ -249,7 +249,7 @@ def process(ref: AudioRef, name: str, params: dict, make_stage: Callable[[int, i
     ``make_stage(rate, channels)`` builds the stage for one render: an object with
     ``process(x [C, n]) -> [C', m]``, an integer ``latency`` (samples its output lags its input,
     compensated here), optionally ``flush_samples`` (zeros to feed at the end so buffered input
-    comes out) and ``analyse(blocks)`` (given a first pass over the audio only, before the real one).
+    comes out) and ``analyse(read)`` (``read()`` starts a pass over the audio only, before the real one).
     """
     src_rate, src_ch = ref_format(ref)
     dur = ref.duration if ref.duration is not None else duration
@@ -266,7 +266,7 @@ def process(ref: AudioRef, name: str, params: dict, make_stage: Callable[[int, i
     def render() -> None:
         stage = make_stage(rate, ch_in)
         if hasattr(stage, "analyse"):
-            stage.analyse(read_blocks(src, rate, ch_in))
+            stage.analyse(lambda: read_blocks(src, rate, ch_in))
         writer = FlacWriter(Path(path), o_rate, ch_out, total_samples(dur, o_rate), in_rate=rate)
         try:
             skip = int(getattr(stage, "latency", 0))
