@@ -21,16 +21,16 @@ MAINS = ("auto", "50", "60", "off")
 
 
 def detect_mains(mono: np.ndarray, rate: int, harmonics: int = 16, mains: str = "auto",
-                 min_db: float = 6.0) -> tuple[Optional[float], list[float]]:
+                 min_db: float = 6.0, detect_db: float = 10.0) -> tuple[Optional[float], list[float]]:
     """(mains frequency or None, exact frequencies of the harmonics that stand out) of a signal.
 
-    A Welch spectrum (0.25 Hz bins) picks 50 or 60 Hz by the prominence of their first harmonics;
+    A Welch spectrum (1 Hz bins, averaged) picks 50 or 60 Hz by the prominence of their first harmonics;
     each harmonic is then located to about a millihertz with a zoomed DFT (chirp-z), walking up
     the harmonics with the fundamental re-estimated from those found so far."""
-    nper = min(len(mono), 4 * rate)
-    freqs, psd = signal.welch(mono, rate, window="hann", nperseg=nper, nfft=4 * rate)
+    nper = min(len(mono), rate)
+    freqs, psd = signal.welch(mono, rate, window="hann", nperseg=nper, nfft=rate)
     nominal = [50.0, 60.0] if mains == "auto" else [float(mains)]
-    best, best_score = None, min_db if mains == "auto" else -np.inf
+    best, best_score = None, detect_db if mains == "auto" else -np.inf
     for f0 in nominal:
         s = sorted(_prominence(psd, freqs, _coarse_peak(psd, freqs, k * f0, 1.0 + 0.5 * k)) for k in (1, 2, 3))
         score = float(np.mean(s[-2:]))
@@ -48,7 +48,7 @@ def detect_mains(mono: np.ndarray, rate: int, harmonics: int = 16, mains: str = 
         coarse = _coarse_peak(psd, freqs, centre, half)
         if _prominence(psd, freqs, coarse) < min_db and not (mains != "auto" and k <= 3):
             continue
-        grid = np.linspace(coarse - 0.5, coarse + 0.5, 1001)
+        grid = np.linspace(coarse - 1.0, coarse + 1.0, 2001)
         spec = np.abs(signal.zoom_fft(win, [grid[0], grid[-1]], m=len(grid), fs=rate, endpoint=True))
         i = int(np.argmax(spec))
         found.append(float(grid[i]))
@@ -56,8 +56,10 @@ def detect_mains(mono: np.ndarray, rate: int, harmonics: int = 16, mains: str = 
         amps.append(float(spec[i]) * k)
         w = np.square(amps)  # each harmonic's estimate of f0 (f_k / k), weighted by its precision
         f0 = float(np.sum(w * np.array(found) / np.array(ks)) / np.sum(w))
-    # mains harmonics are exact multiples: notch at k * f0 (less biased by speech near a harmonic)
-    return f0, [k * f0 for k in ks]
+    # mains harmonics are exact multiples: notch at k * f0 (less biased by speech near a harmonic),
+    # and every harmonic up to the highest one found (one masked by speech is there all the same)
+    top = max(ks) if ks else 0
+    return f0, [k * f0 for k in range(1, top + 1)]
 
 
 def _prominence(psd, freqs, f) -> float:

@@ -195,12 +195,17 @@ class PendingAudioRef(AudioRef):
         return object.__getattribute__(self, name)
 
     def trimmed(self, start: float, duration: Optional[float]) -> "AudioRef":
-        raw = {f.name: object.__getattribute__(self, f.name) for f in dataclasses.fields(self)}
-        new_start = raw["start"] + max(0.0, start)
-        if raw["duration"] is not None:
-            remaining = max(0.0, raw["duration"] - max(0.0, start))
+        new_start = self.start + max(0.0, start)
+        if self.duration is not None:
+            remaining = max(0.0, self.duration - max(0.0, start))
             duration = remaining if duration is None else min(duration, remaining)
-        return PendingAudioRef(**{**raw, "start": new_start, "duration": duration})
+        return ref_with(self, start=new_start, duration=duration)
+
+
+def ref_with(ref: AudioRef, **changes) -> AudioRef:
+    """``dataclasses.replace`` that does not render a pending ref."""
+    raw = {f.name: object.__getattribute__(ref, f.name) for f in dataclasses.fields(ref)}
+    return type(ref)(**{**raw, **changes})
 
 
 def raw_path(ref: AudioRef) -> str:
@@ -261,7 +266,7 @@ def process(ref: AudioRef, name: str, params: dict, make_stage: Callable[[int, i
     o_rate = int(out_rate or src_rate)
     key = fingerprint_of(audio_key(ref), dur, name, params, rate, ch_in, ch_out, o_rate)
     path = str(cache_folder() / f"audio_{name}_{key}.flac")
-    src = dataclasses.replace(ref, duration=dur) if ref.duration is None else ref
+    src = ref_with(ref, duration=dur) if ref.duration is None else ref
 
     def render() -> None:
         stage = make_stage(rate, ch_in)
@@ -301,3 +306,71 @@ def read_all(ref: AudioRef, rate: Optional[int] = None, channels: Optional[int] 
     parts = list(read_blocks(ref, rate, channels, duration=duration))
     _, ch = ref_format(ref)
     return np.concatenate(parts, axis=1) if parts else np.zeros((channels or ch, 0), np.float32)
+
+
+def file_ref(path: str | Path) -> AudioRef:
+    """A ref to the first audio stream of a media file (music, a separate soundtrack)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"audio file '{path}' does not exist; give a path or a file name in the input folder")
+    try:
+        with av.open(str(p)) as c:
+            if not c.streams.audio:
+                raise ValueError(f"'{p.name}' has no audio stream; pick a file with sound")
+            a = c.streams.audio[0]
+            if a.duration is not None:
+                dur = float(a.duration * a.time_base)
+            elif c.duration is not None:
+                dur = c.duration / 1_000_000
+            else:
+                dur = None
+            return AudioRef(path=str(p), stream_index=a.index, start=0.0, duration=dur,
+                            sample_rate=int(a.rate), channels=int(a.channels), codec=a.codec_context.name)
+    except av.FFmpegError as exc:
+        raise ValueError(f"cannot read '{p.name}' as audio: {exc}") from exc
+
+
+class LazyAudio(dict):
+    """ComfyUI's AUDIO dict (``waveform [1, C, T]``, ``sample_rate``) decoded on first use."""
+
+    def __init__(self, ref: AudioRef):
+        super().__init__()
+        self._ref = ref
+
+    def _load(self) -> None:
+        if not dict.__len__(self):
+            from ..media.audio import read_audio
+
+            dict.update(self, read_audio(self._ref))
+
+    def __getitem__(self, key):
+        self._load()
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        self._load()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key):
+        self._load()
+        return dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._load()
+        return dict.__len__(self)
+
+    def keys(self):
+        self._load()
+        return dict.keys(self)
+
+    def items(self):
+        self._load()
+        return dict.items(self)
+
+    def values(self):
+        self._load()
+        return dict.values(self)

@@ -9,7 +9,7 @@
   style): the gain needed at each sample is held over the look-ahead window and smoothed, so it
   is never above what the coming peak needs; all channels share one gain.
 * :func:`normalise`: passes over the audio only (measure, then check the limited result and
-  correct, at most twice), then the real pass: gain (per scene with 50 ms ramps at cuts), then the limiter.
+  correct, at most 4 times), then the real pass: gain (per scene with 50 ms ramps at cuts), then the limiter.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ class TruePeakLimiter:
     """Look-ahead limiter on the 4× oversampled peak; output lags input by ``latency`` samples."""
 
     def __init__(self, rate: int, channels: int, ceiling_db: float = -1.0, lookahead_ms: float = 5.0,
-                 hold_ms: float = 40.0, margin_db: float = 0.3):
+                 hold_ms: float = 10.0, margin_db: float = 0.3):
         self.ceiling = 10 ** ((ceiling_db - margin_db) / 20)
         self.L = max(1, int(rate * lookahead_ms / 1000))
         self.R = int(rate * hold_ms / 1000)
@@ -173,8 +173,8 @@ class Normaliser:
             meter.feed(x)
         base = self._gains(meter)
         self._curve(base)
-        # the limiter lowers loudness where it works: measure its result and correct (twice)
-        for _ in range(2):
+        # the limiter lowers loudness where it works: measure its result and correct (up to 4 times)
+        for _ in range(4):
             check = Meter(self.rate, self.channels)
             lim = TruePeakLimiter(self.rate, self.channels, self.peak_db)
             pos = 0
@@ -182,7 +182,7 @@ class Normaliser:
                 check.feed(lim.process(self._apply(x, pos)))
                 pos += x.shape[1]
             corr = self._gains(check)
-            if max(abs(c) for c in corr) < 0.05:
+            if max(abs(c) for c in corr) < 0.1:
                 break
             base = [b + float(np.clip(c, -3.0, 3.0)) for b, c in zip(base, corr)]
             self._curve(base)
@@ -199,20 +199,26 @@ class Normaliser:
 
 
 def normalise(ref: AudioRef, target_lufs: float = -16.0, true_peak_db: float = -1.0,
-              per: str = "file", cuts_s: Optional[list] = None,
+              per: str = "file", cuts_s=None, cuts_key: str = "",
               duration: Optional[float] = None) -> io.PendingAudioRef:
     """The ref at ``target_lufs`` integrated loudness, true peak ≤ ``true_peak_db`` (lazy).
 
     ``per``: "file" (one gain) or "scene" (a gain per scene; ``cuts_s`` are the scene starts in
-    seconds of this audio's own time)."""
+    seconds of this audio's own time, or a function returning them when the audio is rendered,
+    then ``cuts_key`` names what they depend on)."""
     if per not in ("file", "scene"):
         raise ValueError(f"per must be 'file' or 'scene', got {per!r}")
     if not -70.0 <= target_lufs <= 0.0:
         raise ValueError(f"target loudness {target_lufs} LUFS is out of range; use -70..0 (e.g. -16 or -23)")
-    cuts = [round(float(c), 4) for c in (cuts_s or [])] if per == "scene" else []
+    if not -20.0 <= true_peak_db <= 0.0:
+        raise ValueError(f"true peak limit {true_peak_db} dBTP is out of range; use -20..0 (e.g. -1)")
+    lazy = callable(cuts_s)
+    cuts = [] if per != "scene" or lazy else [round(float(c), 4) for c in (cuts_s or [])]
 
     def make(rate: int, ch: int) -> Normaliser:
-        return Normaliser(rate, ch, target_lufs, true_peak_db, cuts)
+        scene = [float(c) for c in cuts_s()] if per == "scene" and lazy else cuts
+        return Normaliser(rate, ch, target_lufs, true_peak_db, scene)
 
-    params = {"target": float(target_lufs), "peak": float(true_peak_db), "per": per, "cuts": cuts}
+    params = {"target": float(target_lufs), "peak": float(true_peak_db), "per": per,
+              "cuts": cuts_key if lazy else cuts}
     return io.process(ref, "loudness", params, make, duration=duration)
