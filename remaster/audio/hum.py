@@ -3,9 +3,11 @@
 The mains frequency (50 or 60 Hz) is found from the audio's own spectrum (a Welch average over the
 first ``analyse_seconds``), refined to the actual frequency (mains drifts by a few tenths of a
 hertz, and a tape or film transfer shifts it further), and every harmonic that stands out of its
-neighbourhood gets a notch a few hertz wide (scipy ``iirnotch``). A Butterworth high-pass takes
-out rumble and handling noise. Filters run as second-order sections with their state carried from
-block to block, so any length streams through in bounded memory with no seams.
+neighbourhood (and every one below the highest found) gets a notch a few hertz wide (scipy
+``iirnotch``, second-order sections). A linear-phase FIR high-pass takes out rumble and handling
+noise without turning the phase of the voice (an IIR high-pass at 80 Hz costs speech 25 dB of
+SI-SDR through phase alone); its delay is removed. Filter state is carried from block to block, so
+any length streams through in bounded memory with no seams.
 """
 from __future__ import annotations
 
@@ -76,9 +78,9 @@ def _coarse_peak(psd, freqs, f, half_width) -> float:
 
 
 class HumFilter:
-    """Notches on the detected hum harmonics plus a high-pass; streaming with filter state."""
+    """Notches on the detected hum harmonics plus a linear-phase high-pass; streaming with state."""
 
-    latency = 0
+    latency = 0  # set by the high-pass: half its length
 
     def __init__(self, rate: int, channels: int, mains: str = "auto", harmonics: int = 16,
                  width_hz: float = 3.0, highpass_hz: float = 80.0, analyse_seconds: float = 30.0):
@@ -111,17 +113,25 @@ class HumFilter:
         for f in self.notches:
             b, a = signal.iirnotch(f, f / self.width, fs=self.rate)
             parts.append(signal.tf2sos(b, a))
-        if self.highpass_hz > 0:
-            parts.append(signal.butter(4, self.highpass_hz, "highpass", fs=self.rate, output="sos"))
         self.sos = np.concatenate(parts) if parts else np.zeros((0, 6))
         self.zi = np.zeros((self.sos.shape[0], self.channels, 2))
+        self.fir = None
+        if 0 < self.highpass_hz < self.rate / 4:
+            taps = int(4 * self.rate / self.highpass_hz) // 2 * 2 + 1  # transition ~0.8x the corner
+            self.fir = signal.firwin(taps, self.highpass_hz, pass_zero=False, fs=self.rate)
+            self.latency = (taps - 1) // 2
+            self.hist = np.zeros((self.channels, taps - 1))
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if self.zi is None:
             self._build()
-        if self.sos.shape[0] == 0:
-            return x
-        y, self.zi = signal.sosfilt(self.sos, x.astype(np.float64), axis=1, zi=self.zi)
+        y = x.astype(np.float64)
+        if self.sos.shape[0]:
+            y, self.zi = signal.sosfilt(self.sos, y, axis=1, zi=self.zi)
+        if self.fir is not None:  # overlap-save: the last taps-1 inputs carried over
+            ext = np.concatenate([self.hist, y], axis=1)
+            self.hist = ext[:, ext.shape[1] - self.hist.shape[1]:]
+            y = signal.oaconvolve(ext, self.fir[None], mode="valid", axes=1)
         return y.astype(np.float32)
 
 
