@@ -12,6 +12,9 @@ result with the equally delayed original. Audio is resampled to 48 kHz for the m
 from __future__ import annotations
 
 import ctypes
+import importlib.util
+import platform
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -46,12 +49,30 @@ def _dfn():
     return _dfn_lib
 
 
+_rnn_lib = None
+
+
 def _rnn():
-    try:
-        from pyrnnoise import rnnoise
-    except ImportError as exc:  # pragma: no cover - a requirement
-        raise RuntimeError("RNNoise needs the package 'pyrnnoise': pip install pyrnnoise") from exc
-    return rnnoise.lib
+    """The RNNoise library shipped in the ``pyrnnoise`` wheel, loaded directly (the package's own
+    Python layer imports plotting and file libraries we do not need)."""
+    global _rnn_lib
+    if _rnn_lib is None:
+        spec = importlib.util.find_spec("pyrnnoise")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("RNNoise needs the package 'pyrnnoise': pip install pyrnnoise")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        name = {"Darwin": "librnnoise.dylib", "Windows": "rnnoise.dll"}.get(platform.system(), "librnnoise.so")
+        lib = ctypes.CDLL(str(folder / name))
+        lib.rnnoise_create.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_create.restype = ctypes.c_void_p
+        lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_process_frame.argtypes = [ctypes.c_void_p, _F, _F]
+        lib.rnnoise_process_frame.restype = ctypes.c_float
+        lib.rnnoise_get_frame_size.restype = ctypes.c_int
+        if lib.rnnoise_get_frame_size() != FRAME:
+            raise RuntimeError("unexpected RNNoise frame size")
+        _rnn_lib = lib
+    return _rnn_lib
 
 
 class _DFN3:
