@@ -269,9 +269,13 @@ def process(ref: AudioRef, name: str, params: dict, make_stage: Callable[[int, i
     src = ref_with(ref, duration=dur) if ref.duration is None else ref
 
     def render() -> None:
+        from .. import host
+
         stage = make_stage(rate, ch_in)
         if hasattr(stage, "analyse"):
             stage.analyse(lambda: read_blocks(src, rate, ch_in))
+        blocks_total = -(-total_samples(dur, rate) // max(1, int(round(BLOCK_SECONDS * rate))))
+        progress = host.Progress(blocks_total, label=f"Audio: {name}")
         writer = FlacWriter(Path(path), o_rate, ch_out, total_samples(dur, o_rate), in_rate=rate)
         try:
             skip = int(getattr(stage, "latency", 0))
@@ -285,10 +289,14 @@ def process(ref: AudioRef, name: str, params: dict, make_stage: Callable[[int, i
                     y, skip = y[:, cut:], skip - cut
                 if y.shape[1]:
                     writer.write(y)
+                if progress.done < blocks_total:
+                    progress.update(1)  # also where an interrupt stops the render
             writer.close()
         except BaseException:
             writer.abort()
             raise
+        finally:
+            progress.close()
 
     _pending[path] = render
     return PendingAudioRef(path=path, stream_index=0, start=0.0, duration=dur, offset=ref.offset,

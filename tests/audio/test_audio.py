@@ -368,3 +368,21 @@ def test_restore_talk_workflow_end_to_end(tmp_path, clips_dir):
     m = ld.Meter(a.rate, a.channels)
     m.feed(x.astype(np.float32))
     assert m.integrated() == pytest.approx(-16.0, abs=1.0)  # after AAC
+
+
+def test_interrupted_render_leaves_no_file_and_renders_later(tmp_path):
+    from remaster import host
+
+    rate = 16000
+    x = (0.1 * np.sin(2 * np.pi * 50 * np.arange(5 * rate) / rate)).astype(np.float32)
+    out = hm.remove_hum(_ref(tmp_path, x, rate), mains="50")
+    host.request_interrupt()
+    try:
+        with pytest.raises(host.Interrupted):
+            io.read_all(out)
+    finally:
+        host.clear_interrupt()
+    assert not io.is_rendered(out)
+    assert not list(io.cache_folder().glob("*.part.flac"))
+    y = io.read_all(out)
+    assert y.shape == (1, 5 * rate) and np.abs(y[0, rate:-rate // 10]).max() < 0.01  # the hum is gone
