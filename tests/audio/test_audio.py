@@ -386,3 +386,21 @@ def test_interrupted_render_leaves_no_file_and_renders_later(tmp_path):
     assert not list(io.cache_folder().glob("*.part.flac"))
     y = io.read_all(out)
     assert y.shape == (1, 5 * rate) and np.abs(y[0, rate:-rate // 10]).max() < 0.01  # the hum is gone
+
+
+@needs_speech
+def test_loudness_per_scene_uses_the_streams_cuts(tmp_path):
+    from nodes import audio as na
+
+    rate = 48000
+    s = ag.speech(rate, seconds=3.0)
+    a = np.concatenate([0.02 * s, 0.3 * s]).astype(np.float32)  # a quiet shot, then a loud one
+    src = write_video(tmp_path / "two.mp4", [colour_pattern(32, 32)] * 60, fps=10,
+                      audio=(np.stack([a, a]), rate, "stereo"))
+    st = open_video(src).with_info(scene_cuts=(30,))
+    out, _ = na.RemasterLoudness().run(target="custom", custom_lufs=-20.0, per="scene", frames=st)
+    y = io.read_all(out.info.audio)
+    for lo, hi in [(0, 3 * rate), (3 * rate, 6 * rate)]:
+        m = ld.Meter(rate, 2)
+        m.feed(y[:, lo:hi])
+        assert m.integrated() == pytest.approx(-20.0, abs=1.0)
