@@ -22,15 +22,15 @@ from . import io
 MAINS = ("auto", "50", "60", "off")
 
 
-def detect_mains(mono: np.ndarray, rate: int, harmonics: int = 16, mains: str = "auto",
+def detect_mains(mono: np.ndarray, rate: float, harmonics: int = 16, mains: str = "auto",
                  min_db: float = 6.0, detect_db: float = 10.0) -> tuple[Optional[float], list[float]]:
     """(mains frequency or None, exact frequencies of the harmonics that stand out) of a signal.
 
     A Welch spectrum (1 Hz bins, averaged) picks 50 or 60 Hz by the prominence of their first harmonics;
     each harmonic is then located to about a millihertz with a zoomed DFT (chirp-z), walking up
     the harmonics with the fundamental re-estimated from those found so far."""
-    nper = min(len(mono), rate)
-    freqs, psd = signal.welch(mono, rate, window="hann", nperseg=nper, nfft=rate)
+    n1 = int(round(rate))  # about 1 Hz bins
+    freqs, psd = signal.welch(mono, rate, window="hann", nperseg=min(len(mono), n1), nfft=n1)
     nominal = [50.0, 60.0] if mains == "auto" else [float(mains)]
     best, best_score = None, detect_db if mains == "auto" else -np.inf
     for f0 in nominal:
@@ -97,15 +97,30 @@ class HumFilter:
     def analyse(self, read: Callable[[], Iterable[np.ndarray]]) -> None:
         """Find the hum in up to ``analyse_seconds`` of audio (mono sum), then design the filters."""
         if self.mains != "off":
+            # the harmonics of interest lie below 1 kHz: low-pass and keep every q-th sample as the
+            # audio streams in (about 4 kHz), so 30 s of analysis costs well under a megabyte
+            q = max(1, self.rate // 4000)
+            h = signal.firwin(16 * q + 1, 0.8 / q) if q > 1 else None
+            zi = np.zeros(16 * q)
             parts, seen = [], 0
             for x in read():
-                parts.append(x.mean(axis=0))
+                m = x.mean(axis=0).astype(np.float64)
+                if h is not None:
+                    m, zi = signal.lfilter(h, 1.0, m, zi=zi)
+                    m = m[(-seen) % q:: q].copy()  # a copy: a view would keep the block alive
+                parts.append(m)
                 seen += x.shape[1]
                 if seen >= self.analyse_seconds * self.rate:
                     break
-            mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            if len(mono) >= self.rate // 2:
-                self.found, self.notches = detect_mains(mono, self.rate, self.harmonics, self.mains)
+            mono = np.concatenate(parts) if parts else np.zeros(0)
+            arate = self.rate / q
+            if len(mono) >= arate / 2:
+                n_h = min(self.harmonics, int((arate / 2 - 100) // 60))
+                self.found, notches = detect_mains(mono, arate, n_h, self.mains)
+                self.notches = [f for f in notches if f < self.rate / 2 - 20]
+                if self.found is not None and self.harmonics > n_h and len(self.notches) == n_h:
+                    self.notches += [k * self.found for k in range(n_h + 1, self.harmonics + 1)
+                                     if k * self.found < self.rate / 2 - 20]
         self._build()
 
     def _build(self) -> None:

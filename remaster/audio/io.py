@@ -1,6 +1,6 @@
 """Block-wise audio in and out (PyAV), and the lazy processed-audio reference.
 
-* :func:`read_blocks` decodes an :class:`AudioRef`'s range as float32 ``[C, n]`` blocks at a chosen
+* :func:`read_blocks` decodes an :class:`AudioRef`'s range as float32 ``[C, n]`` blocks (1 s) at a chosen
   rate and channel count, exactly ``round(duration * rate)`` samples in all (zero-padded if the
   source ends early), never holding more than one block.
 * :class:`FlacWriter` writes blocks to FLAC (24-bit), resampling to the output rate on the way,
@@ -24,7 +24,7 @@ import numpy as np
 from ..stream import AudioRef, fingerprint_of
 
 LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
-BLOCK_SECONDS = 2.0
+BLOCK_SECONDS = 1.0
 
 _pending: dict[str, Callable[[], None]] = {}
 _locks: dict[str, threading.Lock] = {}

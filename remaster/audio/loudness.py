@@ -115,10 +115,10 @@ class TruePeakLimiter:
         k = self.up
         up = signal.upfirdn(self.h, xin, up=k, axis=1)
         gd = (len(self.h) - 1) // 2
-        j = np.arange(self.H - self.P, self.H - self.P + n)  # positions in xin with full support
-        idx = k * j[:, None] + gd + np.arange(k)[None]
-        tp = np.abs(up[:, idx]).max(axis=(0, 2))
-        tp = np.maximum(tp, np.abs(xin[:, j]).max(axis=0))
+        j0 = self.H - self.P  # first position in xin with full filter support
+        seg = up[:, k * j0 + gd: k * (j0 + n) + gd].reshape(up.shape[0], n, k)  # a view: no copy
+        tp = np.abs(seg).max(axis=(0, 2))
+        tp = np.maximum(tp, np.abs(xin[:, j0: j0 + n]).max(axis=0))
         g = np.minimum(1.0, self.ceiling / np.maximum(tp, 1e-12))
         gext = np.concatenate([self.ghist, g])
         m = sliding_window_view(gext, self.L + self.R + 1).min(axis=1)

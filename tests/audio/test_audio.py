@@ -404,3 +404,28 @@ def test_loudness_per_scene_uses_the_streams_cuts(tmp_path):
         m = ld.Meter(rate, 2)
         m.feed(y[:, lo:hi])
         assert m.integrated() == pytest.approx(-20.0, abs=1.0)
+
+
+def test_long_audio_is_processed_in_bounded_memory(tmp_path):
+    """Hum & Rumble then Loudness on 30 s and on 120 s of stereo: the render's peak memory does not
+    grow with the length (blocks of one second; the hum analysis keeps 30 s at 4 kHz at most)."""
+    import tracemalloc
+
+    rate = 16000
+    peaks = []
+    for seconds in (30, 120):
+        t = np.arange(seconds * rate) / rate
+        x = (0.1 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 0.5 * t))
+             + 0.05 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+        ref = _ref(tmp_path, np.stack([x, x]), rate, f"long{seconds}.wav")
+        del t, x
+        out = ld.normalise(hm.remove_hum(ref), -23.0)
+        tracemalloc.start()
+        try:
+            io.ensure(io.raw_path(out))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert io.is_rendered(out)
+    assert peaks[1] < 1.1 * peaks[0], peaks  # four times the audio, the same peak
+    assert peaks[1] < 20e6, peaks  # mostly the hum analysis's zoomed DFTs, whatever the length
