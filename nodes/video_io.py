@@ -2,28 +2,67 @@
 interop. Thin node classes over ``remaster.media`` and ``remaster.stream``."""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from fractions import Fraction
+from pathlib import Path
 
 from remaster import host
 from remaster.media import audio as audio_io
 from remaster.media import cache as cache_mod
 from remaster.media import decode, encode, preview
 from remaster.stages import scenes
-from remaster.stream import from_tensor
+from remaster.stream import from_tensor, keep_shared
 
 from ._common import CUTS, FRAMES, category, frames_input
+
+log = logging.getLogger("remaster")
+
+# A short real clip shipped with the pack (assets/README.md: source and licence) that every template
+# opens, so "load a template, press Run" works on a fresh install.
+EXAMPLE_VIDEO = "remaster_example.mp4"
+EXAMPLE_PATH = Path(__file__).resolve().parents[1] / "assets" / EXAMPLE_VIDEO
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".gif", ".3gp")
 
 
+def install_example(input_dir: Path | None = None) -> Path | None:
+    """Copy the shipped example clip into ComfyUI's input folder when it is not there (so the
+    dropdown lists it and the preview can play it). Written to a temp name, then renamed."""
+    d = Path(input_dir or host.input_dir())
+    target = d / EXAMPLE_VIDEO
+    if target.exists() or not EXAMPLE_PATH.is_file():
+        return None
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{EXAMPLE_VIDEO}.part")
+        shutil.copyfile(EXAMPLE_PATH, tmp)
+        os.replace(tmp, target)
+        return target
+    except OSError as exc:  # a read-only input folder: the pack's own copy is used instead
+        log.warning("Remaster: could not copy the example clip into %s (%s)", d, exc)
+        return None
+
+
+def video_path(name: str) -> Path:
+    """The file for a Load Video name: the input folder (or a path), else the pack's example clip."""
+    p = host.annotated_input_path(name)
+    if not p.is_file() and name == EXAMPLE_VIDEO and EXAMPLE_PATH.is_file():
+        return EXAMPLE_PATH
+    return p
+
+
 def _input_videos() -> list[str]:
     d = host.input_dir()
-    if not d.is_dir():
-        return []
-    return sorted(
-        p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-    )
+    names = []
+    if d.is_dir():
+        names = sorted(
+            p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+        )
+    if EXAMPLE_VIDEO not in names and EXAMPLE_PATH.is_file():
+        names.append(EXAMPLE_VIDEO)
+    return names
 
 
 class RemasterLoadVideo:
@@ -54,14 +93,14 @@ class RemasterLoadVideo:
                 "every_nth": ("INT", {"default": 1, "min": 1, "max": 1000,
                                       "tooltip": "Keep one frame in n (the frame rate is divided by n, duration unchanged)."}),
                 "resize": (["none", "max_side", "exact"], {
-                    "tooltip": "none: original size. max_side: shrink so the longer side is at most max_side. "
+                    "tooltip": "Which size inputs apply. none: original size (max_side, width, height ignored). max_side: shrink so the longer side is at most max_side. "
                                "exact: width x height (set one to 0 to keep the aspect ratio). Sizes are made even."}),
                 "max_side": ("INT", {"default": 1280, "min": 16, "max": 16384, "step": 2,
-                                     "tooltip": "Longest side in pixels when resize is max_side."}),
+                                     "tooltip": "Longest side in pixels. Used only when resize is max_side (ignored otherwise)."}),
                 "width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 2,
-                                  "tooltip": "Width when resize is exact (0 = from height and aspect)."}),
+                                  "tooltip": "Width when resize is exact (0 = from height and aspect); ignored otherwise."}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 2,
-                                   "tooltip": "Height when resize is exact (0 = from width and aspect)."}),
+                                   "tooltip": "Height when resize is exact (0 = from width and aspect); ignored otherwise."}),
                 "force_fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.001,
                                         "tooltip": "Constant output frame rate; 0 keeps the source's average rate. "
                                                    "Variable-frame-rate footage is resampled by timestamps."}),
@@ -74,7 +113,7 @@ class RemasterLoadVideo:
     @classmethod
     def IS_CHANGED(cls, video, **kwargs):
         try:
-            p = host.annotated_input_path(video)
+            p = video_path(video)
             st = os.stat(p)
             return f"{p}:{st.st_size}:{st.st_mtime_ns}"
         except OSError:
@@ -84,14 +123,19 @@ class RemasterLoadVideo:
     def VALIDATE_INPUTS(cls, video):
         if not video:
             return "no video chosen: upload one or give a file path"
-        p = host.annotated_input_path(video)
+        p = video_path(video)
         if not p.is_file():
             return f"video '{video}' not found in the input folder ({host.input_dir()}) or as a path"
         return True
 
     def load(self, video, start_time=0.0, end_time=0.0, every_nth=1, resize="none", max_side=1280, width=0,
              height=0, force_fps=0.0, alpha="drop", chunk_frames=0):
-        path = host.annotated_input_path(video)
+        path = video_path(video)
+        if resize != "max_side" and max_side != 1280:
+            log.warning("Load Video: max_side=%s is not used because resize is '%s' (set resize to max_side)",
+                        max_side, resize)
+        if resize != "exact" and (width or height):
+            log.warning("Load Video: width/height are not used because resize is '%s' (set resize to exact)", resize)
         stream = decode.open_video(
             path,
             start_time=start_time,
@@ -139,11 +183,12 @@ class RemasterSaveVideo:
                 "audio_override": ("AUDIO", {"tooltip": "Use this AUDIO instead of the stream's own audio."}),
                 "output_path": ("STRING", {"default": "", "tooltip": "API/CLI: exact output file path (must not exist). Empty: use filename_prefix."}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         }
 
     def save(self, frames, filename_prefix="remaster/video", format="h264_mp4", crf=18, speed="medium",
-             audio="stream", audio_override=None, output_path="", unique_id=None):
+             audio="stream", audio_override=None, output_path="", unique_id=None, prompt=None):
+        keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         a = audio
         if audio_override is not None:
             a = audio_io.write_audio(audio_override)
@@ -339,3 +384,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RemasterVideoToFrames": "VIDEO to Frames (Remaster)",
     "RemasterFramesAudio": "Frames Audio to AUDIO (Remaster)",
 }
+
+if host.IN_COMFYUI:  # a fresh install lists and previews the example clip the templates open
+    install_example()

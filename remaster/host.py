@@ -185,22 +185,72 @@ def remove_progress_listener(fn: Callable[[dict], None]) -> None:
         _progress_listeners.remove(fn)
 
 
+_stage = {"node": None}
+
+
+def enter_stage(node_id: Optional[str]) -> Optional[str]:
+    """Mark the lazy stage built by ``node_id`` as the one computing now (the frame stream calls
+    this around each step of a stage); returns the previous mark for :func:`leave_stage`."""
+    prev = _stage["node"]
+    if node_id is not None:
+        _stage["node"] = node_id
+    return prev
+
+
+def leave_stage(prev: Optional[str]) -> None:
+    _stage["node"] = prev
+
+
+def current_node_id() -> Optional[str]:
+    """The node whose work is running now: the lazy stage being pulled, else the executing node."""
+    return _stage["node"] or executing_node_id()
+
+
+def _comfy_bar(total: int, node_id: Optional[str]):
+    if _comfy_utils is None:
+        return None
+    try:
+        try:
+            return _comfy_utils.ProgressBar(total, node_id=node_id)
+        except TypeError:  # ComfyUI before per-node bars
+            return _comfy_utils.ProgressBar(total)
+    except Exception:
+        return None
+
+
+class StageBar:
+    """A lazy stage's own ComfyUI progress bar (frames it has produced in this pass); no-op
+    outside ComfyUI. Updates are throttled to a few per second."""
+
+    def __init__(self, node_id: Optional[str], total: int) -> None:
+        self.total, self.done, self._last = max(1, int(total)), 0, 0.0
+        self._bar = _comfy_bar(self.total, node_id) if node_id is not None else None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is None:
+            return
+        now = time.perf_counter()
+        if now - self._last >= 0.1 or self.done >= self.total:
+            self._last = now
+            try:
+                self._bar.update_absolute(min(self.done, self.total), self.total)
+            except Exception:
+                self._bar = None
+
+
 class Progress:
-    """Frames done / total, with frames/s and time left; ComfyUI's bar or a terminal line."""
+    """Frames done / total, with frames/s and time left; ComfyUI's bar or a terminal line. The
+    bar is the node's whose stage is running (``node_id``, else the lazy stage being pulled)."""
 
     def __init__(self, total: int, label: str = "", node_id: Optional[str] = None) -> None:
         self.total = max(0, int(total))
         self.done = 0
         self.label = label
-        self.node_id = node_id
+        self.node_id = node_id if node_id is not None else current_node_id()
         self.t0 = time.perf_counter()
         self._last_print = 0.0
-        self._bar = None
-        if _comfy_utils is not None:
-            try:
-                self._bar = _comfy_utils.ProgressBar(self.total or 1)
-            except Exception:
-                self._bar = None
+        self._bar = _comfy_bar(self.total or 1, self.node_id)
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -357,46 +407,16 @@ def send_ui(event: str, data: dict, node_id: Optional[str] = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# ComfyUI sampling for the inpainting stage (remaster/stages/inpaint.py, ComfyInpaint back-end).
-# Runs only inside ComfyUI: this is the one module allowed to import ComfyUI's modules.
+# ComfyUI's own node classes, for back-ends that sample with ComfyUI's models
 # ---------------------------------------------------------------------------------------------
-def comfy_inpaint(model, clip, vae, image: torch.Tensor, mask: torch.Tensor, *, prompt: str, negative: str,
-                  strength: float, seed: int, steps: int, cfg: float, count: int,
-                  sampler_name: str = "euler", scheduler: str = "normal") -> torch.Tensor:
-    """Inpaint ``image`` ``[1,H,W,3]`` inside ``mask`` ``[1,H,W]`` with ComfyUI's MODEL/CLIP/VAE at
-    denoise ``strength``: ``count`` results ``[count,H,W,3]`` (seeds ``seed``, ``seed+1``, ...).
-
-    Uses ComfyUI's own nodes: CLIPTextEncode, InpaintModelConditioning (which works for inpainting
-    and ordinary checkpoints, keeping the unmasked latent through the noise mask) and KSampler.
-    """
+def comfy_nodes():
+    """ComfyUI's ``nodes`` module (CLIPTextEncode, KSampler, ...); only inside ComfyUI."""
     if not IN_COMFYUI:
         raise RuntimeError("the ComfyUI inpainting back-end runs only inside ComfyUI; outside it use the "
                            "diffusers back-end (a diffusers model folder in models/diffusers)")
-    import inspect
+    import nodes as comfy_nodes_module  # type: ignore
 
-    import nodes as comfy_nodes  # type: ignore
-
-    encode = comfy_nodes.CLIPTextEncode()
-    pos = encode.encode(clip, prompt)[0]
-    neg = encode.encode(clip, negative or "")[0]
-    cond = comfy_nodes.InpaintModelConditioning()
-    kwargs = {"noise_mask": True} if "noise_mask" in inspect.signature(cond.encode).parameters else {}
-    pos, neg, latent = cond.encode(pos, neg, image.float().cpu(), vae, mask.float().cpu(), **kwargs)
-    outs = []
-    for j in range(int(count)):
-        check_interrupt()
-        sampled = comfy_nodes.common_ksampler(model, int(seed) + j, int(steps), float(cfg), sampler_name, scheduler,
-                                              pos, neg, latent, denoise=float(strength))[0]
-        img = vae.decode(sampled["samples"])
-        if img.ndim == 5:  # some VAEs return [b,t,H,W,3]
-            img = img.reshape(-1, *img.shape[-3:])
-        outs.append(img[:1].float().cpu())
-    out = torch.cat(outs)
-    H, W = image.shape[1:3]
-    if tuple(out.shape[1:3]) != (H, W):  # ComfyUI crops to multiples of 8; put the size back
-        out = torch.nn.functional.interpolate(out.permute(0, 3, 1, 2), size=(H, W), mode="bilinear",
-                                              align_corners=False).permute(0, 2, 3, 1)
-    return out.clamp(0, 1)
+    return comfy_nodes_module
 
 
 def comfy_sampler_choices() -> tuple[list, list]:
@@ -409,13 +429,20 @@ def comfy_sampler_choices() -> tuple[list, list]:
         except Exception:
             pass
     return ["euler", "euler_ancestral", "dpmpp_2m", "ddim", "uni_pc"], ["normal", "karras", "simple", "sgm_uniform"]
-# ------------------------------------------------------------------ end of the inpainting section
+
+
+_executing = {"node": None}
+
+
+def set_executing_node(node_id: Optional[str]) -> None:
+    """Outside ComfyUI: the in-process runner names the node it is calling (None when done)."""
+    _executing["node"] = None if node_id is None else str(node_id)
 
 
 def executing_node_id() -> Optional[str]:
-    """The id of the node ComfyUI is executing now (None outside ComfyUI)."""
+    """The id of the node ComfyUI (or the in-process runner) is executing now, else None."""
     if not IN_COMFYUI:
-        return None
+        return _executing["node"]
     try:
         from comfy_execution.utils import get_executing_context  # type: ignore
 

@@ -140,6 +140,8 @@ def run(prompt: dict, mappings: dict, on_node: Optional[callable] = None) -> dic
             for hname, htype in hidden.items():
                 if htype == "UNIQUE_ID":
                     kwargs[hname] = nid
+                elif htype == "PROMPT":
+                    kwargs[hname] = prompt
             required = types.get("required", {})
             for rname in required:
                 if rname not in kwargs:
@@ -153,7 +155,13 @@ def run(prompt: dict, mappings: dict, on_node: Optional[callable] = None) -> dic
                     raise WorkflowError(str(ok), nid, ct, title)
             if on_node:
                 on_node(nid, ct, title)
-            out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            from . import host
+
+            host.set_executing_node(nid)  # lazy stages built now remember their node (progress)
+            try:
+                out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            finally:
+                host.set_executing_node(None)
         except WorkflowError:
             raise
         except Exception as exc:

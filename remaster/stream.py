@@ -9,188 +9,82 @@ stream can be previewed, then saved, then read again for a comparison video.
 Memory is bounded by the chunk size (and by the window a stage declares), never by video length.
 
 A stage is written as a *producer*: ``producer(upstream, chunk_size) -> Iterator[Chunk]``. It may
-keep state across chunks (previous frame, recurrent state, running statistics), look ahead, or
-iterate ``upstream`` more than once (an analysis pass first, then the real pass). For the common
-case of a frame-wise function with optional state, use :meth:`FrameStream.map`.
+keep state across chunks (previous frame, recurrent state, running statistics) and look ahead
+within a bounded window, but it iterates ``upstream`` exactly once: a second pass would re-run
+every model above it. A stage declares its temporal context with :class:`Temporal` (look-behind,
+look-ahead, recurrent warm-up, whole shot); the stream uses it to render any frame range on its
+own (:meth:`FrameStream.chunks` with ``start``/``stop``, :meth:`FrameStream.range`). Centred
+windows and per-shot statistics served in one pass live in :mod:`remaster.temporal`
+(:meth:`FrameStream.window`, :meth:`FrameStream.lookahead`). For a frame-wise function use
+:meth:`FrameStream.map`.
 
 This module imports no ComfyUI module.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+
+from .streamtypes import (  # noqa: F401  (re-exported: the stream's data types live there)
+    AudioRef,
+    Chunk,
+    StreamInfo,
+    default_chunk_size,
+    fingerprint_of,
+)
 
 __all__ = [
     "AudioRef",
     "StreamInfo",
     "Chunk",
     "FrameStream",
+    "Temporal",
+    "FRAMEWISE",
     "default_chunk_size",
+    "source_span",
+    "keep_shared",
     "fingerprint_of",
     "from_tensor",
 ]
 
 
-@dataclass(frozen=True)
-class AudioRef:
-    """A reference to audio in a file: ``duration`` seconds starting at ``start`` (source time).
-
-    ``offset`` is where, in the output's timeline, that audio starts (seconds). Audio is never
-    decoded until an encoder muxes it.
-    """
-
-    path: str
-    stream_index: int = 0
-    start: float = 0.0
-    duration: Optional[float] = None
-    offset: float = 0.0
-    sample_rate: int = 0
-    channels: int = 0
-    codec: str = ""
-
-    def trimmed(self, start: float, duration: Optional[float]) -> "AudioRef":
-        """The part of this audio from ``start`` seconds (relative to this ref) for ``duration``."""
-        new_start = self.start + max(0.0, start)
-        if self.duration is not None:
-            remaining = max(0.0, self.duration - max(0.0, start))
-            duration = remaining if duration is None else min(duration, remaining)
-        return replace(self, start=new_start, duration=duration)
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """Metadata carried with a stream. ``fps`` is exact; frame ``i`` is shown at ``i / fps``."""
-
-    fps: Fraction
-    frame_count: int
-    width: int
-    height: int
-    source: str = ""
-    color_range: str = "tv"  # "tv" (limited) or "pc" (full) of the *source*; frames are always full-range RGB
-    color_matrix: str = "bt709"  # matrix the source was decoded with
-    bit_depth: int = 8
-    has_mask: bool = False
-    audio: Optional[AudioRef] = None
-    scene_cuts: Optional[tuple] = None  # frame indices where a new shot starts (None = not analysed)
-    chunk_size: int = 0  # 0 = automatic
-    extra: tuple = ()  # free-form (key, value) pairs for stages that need to pass facts along
-
-    @property
-    def duration(self) -> float:
-        return float(self.frame_count / self.fps) if self.fps else 0.0
-
-    def with_(self, **changes: Any) -> "StreamInfo":
-        if "fps" in changes and changes["fps"] is not None:
-            changes["fps"] = Fraction(changes["fps"])
-        return replace(self, **changes)
-
-    def get_extra(self, key: str, default: Any = None) -> Any:
-        for k, v in self.extra:
-            if k == key:
-                return v
-        return default
-
-    def set_extra(self, key: str, value: Any) -> "StreamInfo":
-        items = tuple((k, v) for k, v in self.extra if k != key) + ((key, value),)
-        return replace(self, extra=items)
-
-    def describe(self) -> dict:
-        return {
-            "fps": str(self.fps),
-            "frame_count": self.frame_count,
-            "width": self.width,
-            "height": self.height,
-            "duration": round(self.duration, 6),
-            "source": self.source,
-            "audio": bool(self.audio),
-            "mask": self.has_mask,
-        }
-
-
-@dataclass
-class Chunk:
-    """A run of consecutive frames. ``start`` is the index of the first frame in its stream."""
-
-    start: int
-    frames: torch.Tensor
-    mask: Optional[torch.Tensor] = None
-
-    def __post_init__(self) -> None:
-        if self.frames.ndim != 4 or self.frames.shape[-1] != 3:
-            raise ValueError(f"chunk frames must be [n,H,W,3], got {tuple(self.frames.shape)}")
-        if self.mask is not None and tuple(self.mask.shape) != tuple(self.frames.shape[:3]):
-            raise ValueError(
-                f"chunk mask {tuple(self.mask.shape)} does not match frames {tuple(self.frames.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def stop(self) -> int:
-        return self.start + len(self)
-
-    def with_(self, **changes: Any) -> "Chunk":
-        return dataclasses.replace(self, **changes)
-
-
 Producer = Callable[["FrameStream", int], Iterator[Chunk]]
 
 
-def default_chunk_size(width: int, height: int, budget_bytes: Optional[int] = None) -> int:
-    """Frames per chunk so that one chunk of float32 RGB (+mask) stays within a memory budget.
+@dataclass(frozen=True)
+class Temporal:
+    """The temporal context a stage needs to produce output frame ``i``.
 
-    The budget is ``REMASTER_CHUNK_MB`` megabytes if set, else 1/16 of available memory capped at
-    256 MB. Several chunks are alive at once across a chain of stages, so the budget is a fraction.
+    * ``behind`` / ``ahead``: input frames ``i - behind .. i + ahead`` (a centred window, a
+      smoothing radius). For a ``recurrent`` stage (state carried from frame to frame) ``behind``
+      is the warm-up after which the state no longer depends on where the pass started.
+    * ``cut_aware``: the window / state never crosses a scene cut (warm-up stops at the shot's
+      first frame, which makes recurrent warm-up exact there).
+    * ``whole_shot``: output frames need statistics of their entire shot.
+    * ``span``: for stages that change the timeline (frame-rate conversion): a function mapping an
+      output range ``(a, b)`` to the input range it needs.
+
+    A stage without a declaration (``temporal=None``) is rendered from frame 0 for any range:
+    always exact, never fast.
     """
-    env = os.environ.get("REMASTER_CHUNK_FRAMES")
-    if env:
-        return max(1, int(env))
-    if budget_bytes is None:
-        mb = os.environ.get("REMASTER_CHUNK_MB")
-        if mb:
-            budget_bytes = int(float(mb) * 2**20)
-        else:
-            budget_bytes = min(256 * 2**20, _available_memory() // 16)
-    per_frame = max(1, width * height * 4 * 4)
-    return int(max(1, min(64, budget_bytes // per_frame)))
+
+    behind: int = 0
+    ahead: int = 0
+    recurrent: bool = False
+    cut_aware: bool = False
+    whole_shot: bool = False
+    span: Optional[Callable[[int, int], tuple]] = None
+
+    @property
+    def exact(self) -> bool:
+        """Range renders equal the full render bit for bit (else within the warm-up tolerance)."""
+        return not self.recurrent
 
 
-def _available_memory() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil is a dependency, this is belt and braces
-        return 4 * 2**30
-
-
-def fingerprint_of(*parts: Any) -> str:
-    """A stable short hash of JSON-able parts (dict order does not matter)."""
-    blob = json.dumps(parts, sort_keys=True, default=_json_default).encode()
-    return hashlib.sha256(blob).hexdigest()[:24]
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Fraction):
-        return str(o)
-    if isinstance(o, torch.Tensor):
-        t = o.detach().cpu().contiguous()
-        return {"tensor": hashlib.sha256(t.numpy().tobytes()).hexdigest(), "shape": list(t.shape)}
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    if hasattr(o, "fingerprint") and isinstance(getattr(o, "fingerprint"), str):
-        return o.fingerprint
-    return repr(o)
+FRAMEWISE = Temporal()
 
 
 class FrameStream:
@@ -203,35 +97,158 @@ class FrameStream:
         fingerprint: str,
         upstream: Optional["FrameStream"] = None,
         label: str = "",
+        temporal: Optional[Temporal] = None,
+        seek: Optional[Callable[[int, int, int], Iterator[Chunk]]] = None,
+        replayable: Optional[bool] = None,
     ) -> None:
         self.info = info
         self._producer = producer
         self.fingerprint = fingerprint
         self.upstream = upstream
         self.label = label
+        # sources render any range themselves (``seek(chunk_size, start, stop)``) or from frame 0
+        self.temporal = temporal if temporal is not None or upstream is not None else FRAMEWISE
+        self._seek = seek
         # the stream whose frames (not masks) this one passes on unchanged: frame analyses such
         # as scene cuts are done once there and shared by every mask-only stage after it
         self.frames_source: "FrameStream" = self
+        # the nearest upstream point with the same timeline (same frame indices, same shots):
+        # scene cuts are found there, once per chain (usually on the decoder's output)
+        self.cuts_source: "FrameStream" = self
+        # a stage that retimes the stream may know its cuts from its input's: () -> list[int]
+        self.cut_provider: Optional[Callable[[], list]] = None
+        # True when iterating again costs only decoding (a source, metadata changes): analyses
+        # may read it a second time instead of keeping frames
+        self.replayable = (upstream is None) if replayable is None else bool(replayable)
+        # the ComfyUI node that built this stage: its progress bar follows this stage's work
+        self.node_id: Optional[str] = _host().executing_node_id()
+        self._keep = self._keeping = False
 
     # ---- iteration ---------------------------------------------------------------------------
     @property
     def chunk_size(self) -> int:
         return self.info.chunk_size or default_chunk_size(self.info.width, self.info.height)
 
-    def chunks(self, chunk_size: Optional[int] = None) -> Iterator[Chunk]:
-        """Start a fresh pass and yield chunks of at most ``chunk_size`` frames."""
+    @property
+    def span(self) -> tuple:
+        """The frames a pass over this object covers (a whole stream: all of them)."""
+        return 0, self.info.frame_count
+
+    def chunks(self, chunk_size: Optional[int] = None, start: int = 0,
+               stop: Optional[int] = None) -> Iterator[Chunk]:
+        """Start a fresh pass and yield chunks of at most ``chunk_size`` frames, covering frames
+        ``start .. stop`` (default: all). Chunk ``start`` values are indices in this stream.
+
+        A range pass asks each stage upstream only for the frames its :class:`Temporal` declares
+        (window, warm-up, shot); it equals the slice of a full pass (see :class:`Temporal`)."""
         size = int(chunk_size or self.chunk_size)
-        expected = 0
-        for chunk in self._producer(self.upstream if self.upstream is not None else self, size):
-            if len(chunk) == 0:
-                continue
-            if chunk.start != expected:
-                raise RuntimeError(
-                    f"stage '{self.label}' produced a chunk starting at frame {chunk.start}, "
-                    f"expected {expected}"
-                )
-            expected = chunk.stop
-            yield chunk
+        n = self.info.frame_count
+        a = max(0, int(start))
+        b = n if stop is None else max(a, min(int(stop), n))
+        full = a == 0 and b >= n
+        if full and self._keep and not self._keeping:
+            yield from self._kept(size)
+            return
+        if self.upstream is None:
+            if full or self._seek is None:
+                gen = self._producer(self, size)
+            else:
+                gen = self._seek(size, a, b)
+        elif full:
+            gen = self._producer(self.upstream, size)
+        else:
+            if a >= b:
+                return
+            lo, hi = self.input_span(a, b)
+            gen = self._producer(_RangeView(self.upstream, lo, hi), size)
+        yield from self._drive(gen, a, b, size, full)
+
+    def _drive(self, gen: Iterator[Chunk], a: int, b: int, size: int, full: bool) -> Iterator[Chunk]:
+        """Run a producer: node context for progress, interrupt checks, order checks, trimming."""
+        host = _host()
+        bar = host.StageBar(self.node_id, b - a) if self.node_id is not None else None
+        expected = None
+        try:
+            while True:
+                prev = host.enter_stage(self.node_id)
+                try:
+                    chunk = next(gen, None)
+                finally:
+                    host.leave_stage(prev)
+                if chunk is None:
+                    break
+                host.check_interrupt()
+                if len(chunk) == 0:
+                    continue
+                if expected is None:
+                    expected = 0 if full else min(chunk.start, a)
+                if chunk.start != expected:
+                    raise RuntimeError(
+                        f"stage '{self.label}' produced a chunk starting at frame {chunk.start}, "
+                        f"expected {expected}"
+                    )
+                expected = chunk.stop
+                if not full:
+                    if chunk.stop <= a:
+                        continue
+                    if chunk.start >= b:
+                        break
+                    if chunk.start < a or chunk.stop > b:
+                        i, j = max(a, chunk.start) - chunk.start, min(b, chunk.stop) - chunk.start
+                        chunk = Chunk(chunk.start + i, chunk.frames[i:j], None if chunk.mask is None else chunk.mask[i:j])
+                if bar is not None:
+                    bar.update(len(chunk))
+                yield chunk
+                if not full and chunk.stop >= b:
+                    break
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+
+    def keep(self) -> "FrameStream":
+        """Several consumers will pull this stream: render it once, on its first full pass, to the
+        lossless cache in the temp folder (:mod:`remaster.media.cache`, error < 1e-4) and serve
+        every full pass from there, so nothing upstream runs again."""
+        self._keep = True
+        return self
+
+    def _kept(self, size: int) -> Iterator[Chunk]:
+        from .media import cache
+
+        self._keeping = True
+        try:
+            stored = cache.cached(self, label=f"{self.label}: kept for several consumers")
+        finally:
+            self._keeping = False
+        yield from stored.chunks(size)
+
+    def input_span(self, start: int, stop: int) -> tuple:
+        """The upstream frames this stage reads to produce its frames ``start .. stop``."""
+        up = self.upstream
+        n_up = up.info.frame_count if up is not None else self.info.frame_count
+        t = self.temporal
+        if up is None:
+            return start, stop
+        if t is None:
+            return 0, n_up
+        if t.span is not None:
+            lo, hi = t.span(start, stop)
+            return max(0, int(lo)), min(n_up, int(hi))
+        if self.info.frame_count != n_up:
+            return 0, n_up
+        lo, hi = start - t.behind, stop + t.ahead
+        if t.whole_shot or (t.cut_aware and (t.behind or t.ahead)):
+            from .stages import scenes  # the stages package builds on this module
+
+            cuts = scenes.scene_cuts(up)
+            s0, _ = scenes.shot_bounds(cuts, start, n_up)
+            _, e1 = scenes.shot_bounds(cuts, max(start, stop - 1), n_up)
+            if t.whole_shot:
+                lo, hi = min(lo, s0), max(hi, e1)
+            if t.cut_aware:
+                lo, hi = max(lo, s0), min(hi, e1)
+        return max(0, lo), min(n_up, hi)
 
     def __iter__(self) -> Iterator[Chunk]:
         return self.chunks()
@@ -243,7 +260,8 @@ class FrameStream:
                 yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
 
     def read(self, start: int = 0, stop: Optional[int] = None, max_frames: int = 10_000) -> Chunk:
-        """Collect frames ``start..stop`` into one chunk (for previews and short clips)."""
+        """Collect frames ``start..stop`` into one chunk (for previews and short clips). Only the
+        frames the range needs are computed (see :meth:`chunks`)."""
         stop = self.info.frame_count if stop is None else min(stop, self.info.frame_count)
         if stop - start > max_frames:
             raise ValueError(
@@ -251,20 +269,42 @@ class FrameStream:
                 "Trim the range or raise the cap."
             )
         frames, masks = [], []
-        for chunk in self.chunks():
-            if chunk.stop <= start:
-                continue
-            if chunk.start >= stop:
-                break
-            a, b = max(start, chunk.start) - chunk.start, min(stop, chunk.stop) - chunk.start
-            frames.append(chunk.frames[a:b])
-            if chunk.mask is not None:
-                masks.append(chunk.mask[a:b])
+        if stop > start:
+            for chunk in self.chunks(None, start, stop):
+                frames.append(chunk.frames)
+                if chunk.mask is not None:
+                    masks.append(chunk.mask)
         if not frames:
             h, w = self.info.height, self.info.width
             return Chunk(start, torch.zeros(0, h, w, 3), None)
         mask = torch.cat(masks) if masks and len(masks) == len(frames) else None
         return Chunk(start, torch.cat(frames), mask)
+
+    def range(self, start: int, stop: int) -> "FrameStream":
+        """Frames ``start .. stop`` as a stream of their own (indices from 0, audio and scene cuts
+        shifted with them) that renders only what the range needs: for previews, batch segments
+        and scale-out. Equals the slice of the full render (exactly for frame-wise and windowed
+        stages, within the declared warm-up for recurrent ones)."""
+        n = self.info.frame_count
+        a, b = max(0, int(start)), min(n, int(stop))
+        if b <= a:
+            raise ValueError(f"range {start}..{stop} is empty for a stream of {n} frames")
+        fps = self.info.fps
+        cuts = None
+        if self.info.scene_cuts is not None:
+            cuts = tuple(c - a for c in self.info.scene_cuts if a < c < b)
+        audio = _audio_range(self.info.audio, a / fps if fps else 0.0, (b - a) / fps if fps else None)
+        info = self.info.with_(frame_count=b - a, scene_cuts=cuts, audio=audio)
+
+        def producer(up, size: int) -> Iterator[Chunk]:
+            lo, hi = up.span if isinstance(up, _RangeView) else (a, b)
+            for ch in up._stream.chunks(size, lo, hi) if isinstance(up, _RangeView) else self.chunks(size, a, b):
+                yield ch.with_(start=ch.start - a)
+
+        out = FrameStream(info, producer, fingerprint_of(self.fingerprint, "range", a, b), upstream=self,
+                          label=f"range {a}..{b}", temporal=Temporal(span=lambda x, y: (x + a, y + a)))
+        out.node_id = self.node_id
+        return out
 
     # ---- building chains ---------------------------------------------------------------------
     def derive(
@@ -274,13 +314,22 @@ class FrameStream:
         producer: Producer,
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
+        temporal: Optional[Temporal] = None,
+        cheap: bool = False,
     ) -> "FrameStream":
         """A new stream whose chunks come from ``producer(self, chunk_size)``.
-        ``frames_unchanged``: the stage changes only masks/metadata, never frames or their count."""
+        ``frames_unchanged``: the stage changes only masks/metadata, never frames or their count.
+        ``temporal``: the context the stage needs (None: undeclared, ranges render from frame 0).
+        ``cheap``: costs next to nothing beside decoding (a drawn mask, a metadata change), so a
+        stream of it over a decoder may be read again (``replayable``)."""
         fp = fingerprint_of(self.fingerprint, name, params)
-        out = FrameStream(info or self.info, producer, fp, upstream=self, label=name)
+        info = info or self.info
+        out = FrameStream(info, producer, fp, upstream=self, label=name, temporal=temporal,
+                          replayable=cheap and self.replayable)
         if frames_unchanged:
             out.frames_source = self.frames_source
+        if info.frame_count == self.info.frame_count and info.fps == self.info.fps:
+            out.cuts_source = self.cuts_source
         return out
 
     def map(
@@ -290,9 +339,13 @@ class FrameStream:
         make_fn: Callable[[], Callable[[Chunk], Chunk]],
         info: Optional[StreamInfo] = None,
         frames_unchanged: bool = False,
+        temporal: Optional[Temporal] = FRAMEWISE,
+        cheap: bool = False,
     ) -> "FrameStream":
-        """A new stream applying ``make_fn()`` (a fresh, possibly stateful callable per pass)
-        to every chunk. The callable must return a chunk with the same start and length."""
+        """A new stream applying ``make_fn()`` (a fresh callable per pass) to every chunk. The
+        callable must return a chunk with the same start and length. It is taken to be frame-wise;
+        a callable that carries state from frame to frame must declare it (``temporal=Temporal(
+        behind=warm_up, recurrent=True)``) so that range renders warm it up."""
 
         def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
             fn = make_fn()
@@ -302,25 +355,45 @@ class FrameStream:
                     raise RuntimeError(f"stage '{name}' changed the frame count of a chunk")
                 yield out
 
-        return self.derive(name, params, producer, info, frames_unchanged)
+        return self.derive(name, params, producer, info, frames_unchanged, temporal, cheap)
+
+    def window(self, name: str, params: dict, make_fn: Callable, radius: int, **kw: Any) -> "FrameStream":
+        """A centred window of ``2 * radius + 1`` frames per output frame, in one pass (see
+        :func:`remaster.temporal.window`)."""
+        from . import temporal
+
+        return temporal.window(self, name, params, make_fn, radius, **kw)
+
+    def lookahead(self, name: str, params: dict, make_stage: Callable, ahead: int, **kw: Any) -> "FrameStream":
+        """Frames held until a stage's look-ahead statistics are final, in one pass (see
+        :func:`remaster.temporal.lookahead`)."""
+        from . import temporal
+
+        return temporal.lookahead(self, name, params, make_stage, ahead, **kw)
 
     def with_info(self, **changes: Any) -> "FrameStream":
         """Same frames, different metadata (fingerprint includes the change)."""
         info = self.info.with_(**changes)
         params = {k: v for k, v in changes.items()}
-        out = self.derive("with_info", params, lambda up, n: up.chunks(n), info)
-        if "fps" not in changes and "frame_count" not in changes:
+        retimed = "fps" in changes or "frame_count" in changes
+        out = self.derive("with_info", params, lambda up, n: up.chunks(n), info,
+                          temporal=None if retimed else FRAMEWISE, cheap=True)
+        if not retimed:
             out.frames_source = self.frames_source
         return out
 
     def rechunked(self, chunk_size: int) -> "FrameStream":
-        return FrameStream(
+        out = FrameStream(
             self.info.with_(chunk_size=int(chunk_size)),
             lambda up, n: up.chunks(n),
             self.fingerprint,
             upstream=self,
             label="rechunk",
+            temporal=FRAMEWISE,
+            replayable=self.replayable,
         )
+        out.frames_source, out.cuts_source = self.frames_source, self.cuts_source
+        return out
 
     def __repr__(self) -> str:  # shown in ComfyUI's debug output
         i = self.info
@@ -328,6 +401,74 @@ class FrameStream:
             f"<FrameStream {self.label or 'source'} {i.width}x{i.height} {i.frame_count} frames "
             f"@ {i.fps} fps fp={self.fingerprint}>"
         )
+
+
+class _RangeView:
+    """What a stage's producer sees as its upstream during a range pass: the upstream stream,
+    whose passes cover only ``span``."""
+
+    def __init__(self, stream: FrameStream, lo: int, hi: int) -> None:
+        self._stream = stream
+        self.span = (int(lo), int(hi))
+
+    def chunks(self, chunk_size: Optional[int] = None, start: int = 0, stop: Optional[int] = None) -> Iterator[Chunk]:
+        lo, hi = self.span
+        a, b = max(lo, start), hi if stop is None else min(hi, stop)
+        return self._stream.chunks(chunk_size, a, b)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self.chunks()
+
+    def frames(self, chunk_size: Optional[int] = None) -> Iterator[tuple]:
+        for chunk in self.chunks(chunk_size):
+            for i in range(len(chunk)):
+                yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _audio_range(audio: Optional[AudioRef], t0: float, duration: Optional[float]) -> Optional[AudioRef]:
+    """The audio heard during output seconds ``t0 .. t0 + duration``, re-based to start at 0."""
+    if audio is None:
+        return None
+    if audio.offset >= t0:
+        dur = None if duration is None else max(0.0, duration - (audio.offset - t0))
+        return replace(audio.trimmed(0.0, dur), offset=audio.offset - t0)
+    return replace(audio.trimmed(t0 - audio.offset, duration), offset=0.0)
+
+
+def _host():
+    from . import host  # host imports nothing from here; imported late to keep this module light
+
+    return host
+
+
+def keep_shared(stream: FrameStream, prompt: Optional[dict]) -> None:
+    """Before an output node pulls ``stream``: every costly stream in its chain that the API
+    ``prompt`` feeds to more than one node is kept (:meth:`FrameStream.keep`), so a graph that
+    fans out (a result saved and also compared) runs each stage once."""
+    if not prompt:
+        return
+    consumers: dict = {}
+    for node in prompt.values():
+        for v in (node.get("inputs") or {}).values():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+                consumers[str(v[0])] = consumers.get(str(v[0]), 0) + 1
+    seen: set = set()
+    s: Optional[FrameStream] = stream
+    while s is not None:
+        nid = s.node_id
+        if nid is not None and nid not in seen:
+            seen.add(nid)  # the first stream met of a node is that node's output
+            if consumers.get(nid, 0) > 1 and not s.replayable:
+                s.keep()
+        s = s.upstream
+
+
+def source_span(stream: Any) -> tuple:
+    """The frame range a producer's ``upstream`` argument covers in this pass."""
+    return getattr(stream, "span", (0, stream.info.frame_count))
 
 
 def rebatch(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
@@ -397,5 +538,10 @@ def from_tensor(
         for s in range(0, n, size):
             yield Chunk(s, frames[s : s + size], None if mask is None else mask[s : s + size])
 
+    def seek(size: int, a: int, b: int) -> Iterator[Chunk]:
+        for s in range(a, b, size):
+            e = min(b, s + size)
+            yield Chunk(s, frames[s:e], None if mask is None else mask[s:e])
+
     fp = fingerprint_of("tensor", frames, mask, str(info.fps))
-    return FrameStream(info, producer, fp, label="tensor")
+    return FrameStream(info, producer, fp, label="tensor", seek=seek)

@@ -13,6 +13,12 @@ from typing import Any
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 SEED_NAMES = ("seed", "noise_seed")
+UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+UPLOAD_VALUE = "image"  # what ComfyUI's frontend stores for its upload button
+CONTROL_VALUE = "fixed"  # templates are reproducible: "control after generate" is fixed
+# Extra height, beyond the frontend's own size for a fresh node, kept free under nodes whose
+# panel grows once a result arrives (the video player of Save Video / Comparison).
+RESULT_RESERVE = {"RemasterSaveVideo": 120, "RemasterComparison": 420, "RemasterPreviewFrames": 300}
 
 
 def _inputs(cls) -> list[tuple[str, Any, dict]]:
@@ -21,12 +27,15 @@ def _inputs(cls) -> list[tuple[str, Any, dict]]:
     for section in ("required", "optional"):
         for name, spec in types.get(section, {}).items():
             t = spec[0]
-            opts = spec[1] if len(spec) > 1 else {}
+            opts = dict(spec[1]) if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            opts["_section"] = section
             out.append((name, t, opts))
     return out
 
 
-def _is_widget(t: Any) -> bool:
+def _is_widget(t: Any, opts: dict | None = None) -> bool:
+    if opts and opts.get("forceInput"):
+        return False
     return isinstance(t, (list, tuple)) or t in WIDGET_TYPES or t == "COMBO"
 
 
@@ -34,14 +43,29 @@ def _has_control(name: str, t: Any, opts: dict) -> bool:
     return t == "INT" and bool(opts.get("control_after_generate", name in SEED_NAMES))
 
 
-def _extra_value(name: str, t: Any, opts: dict):
-    """The value the frontend stores after a widget: a seed's "control after generate" mode, or
-    the upload button of a file widget (ComfyUI saves "image" for it). None when there is none."""
-    if _has_control(name, t, opts):
-        return "fixed"
-    if opts.get("video_upload") or opts.get("image_upload"):
-        return "image"
-    return None
+def widget_slots(cls) -> list[tuple[str, str]]:
+    """The node's ``widgets_values`` layout as ComfyUI's frontend saves it: ``(name, kind)`` with
+    kind ``value`` (an input's widget), ``control`` (the "control after generate" combo, right
+    after its INT) or ``upload`` (the upload button the frontend adds to a node with an
+    image/video upload combo: appended to the *required* inputs, so after the last required
+    widget and before any optional one). Checked against golden files captured from the real
+    frontend (tests/data/frontend_widgets)."""
+    slots: list[tuple[str, str]] = []
+    inputs = _inputs(cls)
+    upload = any(o.get(f) for _, t, o in inputs for f in UPLOAD_FLAGS if o["_section"] == "required")
+    placed = False
+    for name, t, opts in inputs:
+        if upload and not placed and opts["_section"] == "optional":
+            slots.append(("upload", "upload"))
+            placed = True
+        if not _is_widget(t, opts):
+            continue
+        slots.append((name, "value"))
+        if _has_control(name, t, opts):
+            slots.append((name, "control"))
+    if upload and not placed:
+        slots.append(("upload", "upload"))
+    return slots
 
 
 def _is_link(v: Any) -> bool:
@@ -63,61 +87,69 @@ def _depths(api: dict) -> dict:
     return depth
 
 
-def api_to_ui(api: dict, mappings: dict) -> dict:
-    """Build the UI-format graph for an API-format workflow."""
+def _default(t: Any, opts: dict):
+    if "default" in opts:
+        return opts["default"]
+    if isinstance(t, (list, tuple)):
+        return t[0] if t else ""
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(t)
+
+
+def _size(cls_name: str, cls, sizes: dict, n_widgets: int, n_inputs: int) -> list[int]:
+    """Node size: the frontend's own size for a fresh node (captured in ``sizes``) when known,
+    else an estimate from its rows; at least 340 wide."""
+    if cls_name in sizes:
+        w, h = sizes[cls_name]
+    else:
+        w, h = 340, 30 + 24 * (n_widgets + max(n_inputs, len(cls.RETURN_TYPES)))
+    return [max(340, int(w)), int(h)]
+
+
+def api_to_ui(api: dict, mappings: dict, sizes: dict | None = None) -> dict:
+    """Build the UI-format graph for an API-format workflow, in the form ComfyUI's frontend saves
+    (widget order from :func:`widget_slots`), laid out in columns by depth so that no node covers
+    another, with room left for panels that grow when results arrive."""
+    sizes = sizes or {}
     ids = sorted(api, key=lambda k: int(k))
     depth = _depths(api)
-    column_y: dict = {}
     nodes, links = [], []
     link_id = 0
     out_links: dict = {}  # (node, slot) -> [link ids]
-    pending_inputs: dict = {}
     for nid in ids:
         node = api[nid]
         cls = mappings[node["class_type"]]
         values = node.get("inputs", {})
-        inputs_ui, widgets = [], []
-        for name, t, opts in _inputs(cls):
-            v = values.get(name, opts.get("default"))
+        specs = {name: (t, opts) for name, t, opts in _inputs(cls)}
+        inputs_ui = []
+        for name, (t, opts) in specs.items():
+            v = values.get(name)
             if _is_link(v):
                 link_id += 1
                 src, slot = v
-                src_cls = mappings[api[src]["class_type"]]
-                ltype = src_cls.RETURN_TYPES[slot]
-                links.append([link_id, int(src), slot, int(nid), None, ltype])
+                ltype = mappings[api[src]["class_type"]].RETURN_TYPES[slot]
+                links.append([link_id, int(src), slot, int(nid), len(inputs_ui), ltype])
                 out_links.setdefault((src, slot), []).append(link_id)
-                entry = {"name": name, "type": ltype if not isinstance(ltype, list) else "COMBO", "link": link_id}
-                if _is_widget(t):
+                entry = {"name": name, "type": "COMBO" if isinstance(ltype, list) else ltype, "link": link_id}
+                if _is_widget(t, opts):
                     entry["widget"] = {"name": name}
                 inputs_ui.append(entry)
-                pending_inputs[link_id] = (nid, len(inputs_ui) - 1)
-                if _is_widget(t):
-                    widgets.append(opts.get("default", t[0] if isinstance(t, (list, tuple)) and t else None))
-                    if _extra_value(name, t, opts) is not None:
-                        widgets.append(_extra_value(name, t, opts))
-                continue
-            if _is_widget(t):
-                if v is None and isinstance(t, (list, tuple)) and t:
-                    v = t[0]
-                widgets.append(v)
-                if _extra_value(name, t, opts) is not None:
-                    widgets.append(_extra_value(name, t, opts))
-            elif name in values or not opts.get("optional"):
+            elif not _is_widget(t, opts) and (name in values or opts["_section"] == "required"):
                 inputs_ui.append({"name": name, "type": t, "link": None})
-        for lid, (tnid, idx) in pending_inputs.items():
-            if tnid == nid:
-                for l in links:
-                    if l[0] == lid:
-                        l[4] = idx
-        col = depth[nid]
-        y = column_y.get(col, 80)
-        height = 80 + 26 * (len(widgets) + len(inputs_ui))
-        column_y[col] = y + height + 40
+        widgets = []
+        for name, kind in widget_slots(cls):
+            if kind == "upload":
+                widgets.append(UPLOAD_VALUE)
+            elif kind == "control":
+                widgets.append(CONTROL_VALUE)
+            else:
+                t, opts = specs[name]
+                v = values.get(name)
+                widgets.append(_default(t, opts) if v is None or _is_link(v) else v)
         ui_node = {
             "id": int(nid),
             "type": node["class_type"],
-            "pos": [60 + 380 * col, y],
-            "size": [340, height],
+            "pos": [0, 0],
+            "size": _size(node["class_type"], cls, sizes, len(widgets), len(inputs_ui)),
             "flags": {},
             "order": 0,
             "mode": 0,
@@ -133,6 +165,7 @@ def api_to_ui(api: dict, mappings: dict) -> dict:
         if title:
             ui_node["title"] = title
         nodes.append(ui_node)
+    _layout(nodes, depth)
     by_id = {n["id"]: n for n in nodes}
     for (src, slot), lids in out_links.items():
         by_id[int(src)]["outputs"][slot]["links"] = lids
@@ -146,35 +179,57 @@ def api_to_ui(api: dict, mappings: dict) -> dict:
         "links": links,
         "groups": [],
         "config": {},
-        "extra": {"remaster": {"generated_from": "workflows/api"}},
+        "extra": {"remaster": {"generated_from": "workflows/api"}, "ds": {"scale": 0.8, "offset": [20, 40]}},
         "version": 0.4,
     }
 
 
+TITLE_H = 30  # the frontend draws the title above pos[1]
+GAP_X, GAP_Y = 60, 70  # room for links, and for the progress line drawn under a node
+
+
+COLUMNS_PER_ROW = 5  # longer chains continue in a second band below, so the default zoom stays readable
+
+
+def _layout(nodes: list, depth: dict) -> None:
+    """Columns by depth, nodes stacked in id order, each column as wide as its widest node; chains
+    longer than COLUMNS_PER_ROW wrap into bands below one another."""
+    cols: dict = {}
+    for n in nodes:
+        cols.setdefault(depth[str(n["id"])], []).append(n)
+    x, band_top, band_bottom = 40, 40 + TITLE_H, 0
+    for i, c in enumerate(sorted(cols)):
+        if i and i % COLUMNS_PER_ROW == 0:
+            x, band_top = 40, band_bottom + GAP_Y
+        y = band_top
+        for n in cols[c]:
+            n["pos"] = [x, y]
+            y += n["size"][1] + RESULT_RESERVE.get(n["type"], 0) + TITLE_H + GAP_Y
+        band_bottom = max(band_bottom, y)
+        x += max(n["size"][0] for n in cols[c]) + GAP_X
+
+
 def ui_to_api(ui: dict, mappings: dict) -> dict:
-    """Read a UI-format graph back into API format (for the consistency test)."""
+    """Read a UI-format graph back into API format the way the frontend does (values by
+    :func:`widget_slots`, links for linked inputs)."""
     link_src = {l[0]: (str(l[1]), l[2]) for l in ui["links"]}
     api = {}
     for n in ui["nodes"]:
         cls = mappings[n["type"]]
         vals = list(n.get("widgets_values") or [])
         linked = {i["name"]: i["link"] for i in n.get("inputs", []) if i.get("link") is not None}
+        slots = widget_slots(cls)
+        if len(vals) != len(slots):
+            raise ValueError(f"node #{n['id']} ({n['type']}): {len(vals)} widget values, the frontend expects "
+                             f"{len(slots)} ({', '.join(name if k == 'value' else k for name, k in slots)})")
+        widget_vals = {name: v for (name, kind), v in zip(slots, vals) if kind == "value"}
         inputs: dict = {}
-        pos = 0
         for name, t, opts in _inputs(cls):
-            if _is_widget(t):
-                v = vals[pos] if pos < len(vals) else None
-                pos += 1
-                if _extra_value(name, t, opts) is not None:
-                    pos += 1
-                if name in linked:
-                    src = link_src[linked[name]]
-                    inputs[name] = [src[0], src[1]]
-                else:
-                    inputs[name] = v
-            elif name in linked:
+            if name in linked:
                 src = link_src[linked[name]]
                 inputs[name] = [src[0], src[1]]
+            elif name in widget_vals:
+                inputs[name] = widget_vals[name]
         node = {"class_type": n["type"], "inputs": inputs}
         if n.get("title"):
             node["_meta"] = {"title": n["title"]}
@@ -190,20 +245,31 @@ def normalise_api(api: dict, mappings: dict) -> dict:
         inputs = {}
         for name, t, opts in _inputs(cls):
             v = node.get("inputs", {}).get(name)
-            if v is None and _is_widget(t):
-                v = opts.get("default", t[0] if isinstance(t, (list, tuple)) and t else None)
+            if v is None and _is_widget(t, opts):
+                v = _default(t, opts)
             if v is not None:
                 inputs[name] = v
         out[str(nid)] = {"class_type": node["class_type"], "inputs": inputs}
     return out
 
 
+def frontend_sizes(root: Path) -> dict:
+    """Fresh-node sizes captured from the real frontend (tests/data/frontend_widgets), if present."""
+    out = {}
+    for p in sorted((root / "tests" / "data" / "frontend_widgets").glob("*.json")):
+        d = json.loads(p.read_text())
+        if d.get("size"):
+            out[d["class_type"]] = d["size"]
+    return out
+
+
 def build_all(root: Path, mappings: dict) -> list[Path]:
     """Regenerate ``workflows/<name>.json`` from every ``workflows/api/<name>.json``."""
     written = []
+    sizes = frontend_sizes(root)
     for api_path in sorted((root / "workflows" / "api").glob("*.json")):
         api = json.loads(api_path.read_text())
-        ui = api_to_ui(api, mappings)
+        ui = api_to_ui(api, mappings, sizes)
         target = root / "workflows" / api_path.name
         target.write_text(json.dumps(ui, indent=2) + "\n")
         written.append(target)

@@ -371,7 +371,11 @@ def open_video(
     def producer(_self: FrameStream, size: int) -> Iterator[Chunk]:
         yield from _prefetched(lambda: _decode_chunks(p, plan, dec_size, rotation, keep_alpha, size))
 
-    return FrameStream(info, producer, fp, label=f"load:{os.path.basename(path)}")
+    def seek(size: int, a: int, b: int) -> Iterator[Chunk]:  # a range: seek, decode only that
+        for ch in _prefetched(lambda: _decode_chunks(p, plan[a:b], dec_size, rotation, keep_alpha, size)):
+            yield ch.with_(start=ch.start + a)
+
+    return FrameStream(info, producer, fp, label=f"load:{os.path.basename(path)}", seek=seek)
 
 
 class _Failed:

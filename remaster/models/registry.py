@@ -88,11 +88,16 @@ def entry(model_id: str) -> ModelEntry:
 
 
 def by_filename(filename: str, folder: Optional[str] = None) -> Optional[ModelEntry]:
-    base = os.path.basename(filename)
-    for e in entries().values():
-        if e.filename == base and (folder is None or e.folder == folder):
+    """The entry for a file name as a dropdown shows it: the registry's own (possibly nested) name,
+    e.g. ``sam2.1-hiera-tiny/model.safetensors``, or else a bare file name that only one entry has."""
+    name = str(filename).replace("\\", "/")
+    cands = [e for e in entries().values() if folder is None or e.folder == folder]
+    for e in cands:
+        if e.filename == name:
             return e
-    return None
+    base = os.path.basename(name)
+    same = [e for e in cands if os.path.basename(e.filename) == base]
+    return same[0] if len(same) == 1 else None
 
 
 def choices(folder: str, task: Optional[str] = None) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..stream import Chunk, FrameStream, rebatch
+from ..stream import FRAMEWISE, Chunk, FrameStream, rebatch
 from .mask_tools import require_mask, gaussian_blur
 
 FITS = ("cover", "contain", "stretch")
@@ -270,4 +270,8 @@ def replace_background(
             out = light_wrap(out, bg, alpha, wrap, wrap_radius)
             yield Chunk(chunk.start, out.clamp(0, 1).contiguous(), chunk.mask if keep_mask else None)
 
-    return stream.derive("background", params, producer, info.with_(has_mask=keep_mask))
+    # frame-wise unless a background stream (played from its start) or colour matching (smoothed
+    # over time) is used: those render ranges from frame 0, exactly
+    framewise = source != "stream" and not match_color
+    return stream.derive("background", params, producer, info.with_(has_mask=keep_mask),
+                         temporal=FRAMEWISE if framewise else None)

@@ -6,13 +6,15 @@ Nothing here is decided frame by frame. An analysis pass measures a few numbers 
 thumbnail (mean colours, brightest-patch colour, luma percentiles), those numbers are smoothed
 over time inside each shot (reset at scene cuts) by :mod:`remaster.stages.shotstats`, and the
 correction parameters derived from them change slowly or not at all within a shot, so the
-correction itself cannot flicker. The second pass applies them chunk by chunk.
+correction itself cannot flicker. Nothing upstream runs twice: the numbers are measured on the
+cheapest point that has the same frames (the decoder, when only mask stages are in between), or
+frames are held back until their numbers are final (:func:`remaster.stages.shotstats.shot_smoothed`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -294,7 +296,7 @@ def analyse(stream: FrameStream, s: AutoColourSettings, chunk_size: Optional[int
 
 
 def auto_colour(stream: FrameStream, settings: Optional[AutoColourSettings] = None, **kw) -> FrameStream:
-    """A new stream with automatic light and colour correction (two passes over ``stream``)."""
+    """A new stream with automatic light and colour correction (one pass over ``stream``)."""
     s = (settings or AutoColourSettings(**kw)).validate()
     if s.mask_mode != "ignore" and not stream.info.has_mask:
         raise ColourError(
@@ -302,21 +304,24 @@ def auto_colour(stream: FrameStream, settings: Optional[AutoColourSettings] = No
             "(e.g. a segmentation node) or set mask_mode to 'ignore'"
         )
 
-    def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
-        params, _ = analyse(upstream, s, chunk_size)
-        device = host.torch_device()
-        for chunk in upstream.chunks(chunk_size):
-            host.check_interrupt()
-            x = chunk.frames.to(device, torch.float32)
-            p = shotstats.per_frame(params, chunk, device)
-            if s.mask_mode == "ignore":
-                y = apply_params(x, p, s)
-            else:
-                m = chunk.mask.to(device, torch.float32).unsqueeze(-1)
-                fg = apply_params(x, p[:, :N_PARAMS], s) if s.mask_mode != "background_only" else x
-                bg = apply_params(x, p[:, N_PARAMS:], s) if s.mask_mode != "person_only" else x
-                y = bg + (fg - bg) * m
-            yield chunk.with_(frames=y.cpu())
+    device = host.torch_device()
+    fps = float(stream.info.fps)
+
+    def apply(chunk: Chunk, rows: np.ndarray) -> Chunk:
+        x = chunk.frames.to(device, torch.float32)
+        p = torch.from_numpy(np.ascontiguousarray(rows)).float().to(device)
+        if s.mask_mode == "ignore":
+            y = apply_params(x, p, s)
+        else:
+            m = chunk.mask.to(device, torch.float32).unsqueeze(-1)
+            fg = apply_params(x, p[:, :N_PARAMS], s) if s.mask_mode != "background_only" else x
+            bg = apply_params(x, p[:, N_PARAMS:], s) if s.mask_mode != "person_only" else x
+            y = bg + (fg - bg) * m
+        return chunk.with_(frames=y.cpu())
 
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()}
-    return stream.derive("auto_colour", params, producer)
+    radius = shotstats.smoothing_radius(max(0.0, s.smoothing_seconds) * fps, median_radius=2)
+    return shotstats.shot_smoothed(stream, "auto_colour", params, lambda c: measure(c, s),
+                                   lambda st, cuts: plan(st, cuts, fps, s), apply, radius,
+                                   whole_shot=s.temporal == "per_shot", needs_mask=s.mask_mode != "ignore",
+                                   label="Auto colour")

@@ -6,11 +6,10 @@ single-frame spikes) and a Gaussian-weighted local linear fit (keeps ramps such 
 light changes intact, also at the ends of a shot). Each frame is then multiplied, in linear light,
 by the gain that brings its measured means onto the smoothed ones. Only whole-frame gains are
 applied, never a blend of neighbouring frames, so motion cannot smear. Shots are handled
-separately (scene cuts from the stream or detected in the same pass).
+separately (scene cuts attached to the stream, or found once per chain). One pass over the
+upstream: see :func:`remaster.stages.shotstats.shot_smoothed`.
 """
 from __future__ import annotations
-
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ def apply_gains(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def deflicker(stream: FrameStream, window_seconds: float = 0.5, mode: str = "brightness_and_colour",
               strength: float = 1.0, max_gain: float = 2.0) -> FrameStream:
-    """A new stream with frame-to-frame brightness/colour flicker removed (two passes)."""
+    """A new stream with frame-to-frame brightness/colour flicker removed (one pass upstream)."""
     if mode not in MODES:
         raise DeflickerError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     if not 0.04 <= window_seconds <= 10:
@@ -61,15 +60,17 @@ def deflicker(stream: FrameStream, window_seconds: float = 0.5, mode: str = "bri
     if not 1 < max_gain <= 8:
         raise DeflickerError(f"max_gain must be within 1..8 (exclusive of 1), got {max_gain}")
 
-    def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
-        stats, cuts = shotstats.measure_pass(upstream, chunk_size, measure)
-        g_all = gains(stats, cuts, float(upstream.info.fps), window_seconds, mode, strength, max_gain)
-        device = host.torch_device()
-        for chunk in upstream.chunks(chunk_size):
-            host.check_interrupt()
-            x = chunk.frames.to(device, torch.float32)
-            y = apply_gains(x, shotstats.per_frame(g_all, chunk, device))
-            yield chunk.with_(frames=y.cpu())
+    fps = float(stream.info.fps)
+    device = host.torch_device()
+
+    def plan(stats: np.ndarray, cuts: list) -> np.ndarray:
+        return gains(stats, cuts, fps, window_seconds, mode, strength, max_gain)
+
+    def apply(chunk: Chunk, rows: np.ndarray) -> Chunk:
+        x = chunk.frames.to(device, torch.float32)
+        g = torch.from_numpy(np.ascontiguousarray(rows)).float().to(device)
+        return chunk.with_(frames=apply_gains(x, g).cpu())
 
     params = dict(window_seconds=float(window_seconds), mode=mode, strength=float(strength), max_gain=float(max_gain))
-    return stream.derive("deflicker", params, producer)
+    radius = shotstats.smoothing_radius(window_seconds * fps, median_radius=2)
+    return shotstats.shot_smoothed(stream, "deflicker", params, measure, plan, apply, radius, label="Deflicker")

@@ -14,6 +14,7 @@ gives the same output on every frame (random noise is a known source of GFPGAN v
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ import torch
 
 from .. import host
 from ..models import registry, retinaface
-from ..stream import Chunk, FrameStream
+from ..stream import Chunk, FrameStream, Temporal
 from . import scenes
 from .upscale import pick_precision
 
@@ -390,4 +391,9 @@ def face_restore(
 
         return fn
 
-    return stream.map("face_restore", params, make)
+    # landmark tracks carry over from frame to frame: a range render warms them up (detection and
+    # smoothing only matter there) on enough frames for the smoothing to forget its start
+    alpha = min(0.95, max(0.0, float(smoothing)))
+    warm = int(math.ceil(math.log(1e-4) / math.log(alpha))) + 2 if alpha > 0 else 2
+    cut_aware = bool(detect_cuts) or stream.info.scene_cuts is not None
+    return stream.map("face_restore", params, make, temporal=Temporal(behind=warm, recurrent=True, cut_aware=cut_aware))

@@ -17,14 +17,14 @@ never smoothed away).
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import host
-from ..stream import Chunk, FrameStream, rebatch
+from ..stream import Chunk, FrameStream, Temporal, rebatch, source_span
+from ..temporal import iter_windows
 from . import scenes
 
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -106,32 +106,13 @@ def film_look(stream: FrameStream, grain_amount: float = 0.03, grain_size: float
         if r == 0:
             yield from frames_of(upstream, chunk_size)
             return
-        cuts = scenes.scene_cuts(upstream)
-        buf: deque = deque()  # (index, frame, mask, shot) for frames i-r .. i+r
-        pending = 0  # next index to emit
-
-        def emit(idx):
-            _, centre, mask, shot = buf[[b[0] for b in buf].index(idx)]
-            window = [b[1] for b in buf if abs(b[0] - idx) <= r and b[3] == shot]
-            return idx, _median(window, centre, motion_threshold), mask
-
-        for idx, frame, mask in frames_of(upstream, chunk_size):
-            buf.append((idx, frame, mask, scenes.shot_id(cuts, idx)))
-            while buf and buf[-1][0] - pending >= r:
-                yield emit(pending)
-                pending += 1
-                while buf and buf[0][0] < pending - r:
-                    buf.popleft()
-        while buf and pending <= buf[-1][0]:
-            yield emit(pending)
-            pending += 1
-            while buf and buf[0][0] < pending - r:
-                buf.popleft()
+        for idx, window, masks, c in iter_windows(upstream, chunk_size, r, scenes.scene_cuts(upstream)):
+            yield idx, _median(window, window[c], motion_threshold), None if masks is None else masks[c]
 
     def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
         device = host.torch_device()
         h, w = upstream.info.height, upstream.info.width
-        orig_iter = rebatch(original.chunks(chunk_size), 1) if use_original else None
+        orig_iter = rebatch(original.chunks(chunk_size, *source_span(upstream)), 1) if use_original else None
 
         def flush(items):
             start = items[0][0]
@@ -161,4 +142,5 @@ def film_look(stream: FrameStream, grain_amount: float = 0.03, grain_size: float
                   seed=int(seed), median_radius=r, motion_threshold=float(motion_threshold),
                   original=original.fingerprint if use_original else None,
                   original_opacity=float(original_opacity) if use_original else 0.0)
-    return stream.derive("film_look", params, producer)
+    # one pass: a window of 2r+1 frames (cut-aware) held while streaming; grain is seeded per frame
+    return stream.derive("film_look", params, producer, temporal=Temporal(behind=r, ahead=r, cut_aware=r > 0))

@@ -316,7 +316,11 @@ def interpolate(
                 f"delivered a different frame count than its metadata ({n_in})"
             )
 
-    return stream.derive("interpolate", params, producer, new_info)
+    out = stream.derive("interpolate", params, producer, new_info)
+    if out_cuts is None:
+        # the cuts of the output follow from the input's (found once, on the cheapest point)
+        out.cut_provider = lambda: sorted({int(math.ceil(c * ratio)) for c in cuts_for(stream) if 0 < c < n_in})
+    return out
 
 
 def _pick_mask(a: _Key, b: Optional[_Key], t: float):

@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from ..stream import Chunk, FrameStream, rebatch
+from ..stream import Chunk, FrameStream, Temporal, rebatch
 from . import scenes
 
 COMBINE_MODES = ("union", "intersect", "subtract", "add", "multiply", "difference")
@@ -189,7 +189,13 @@ def smooth_stream(stream: FrameStream, strength: float = 0.6, tolerance: float =
                 out[i] = sm.step(chunk.frames[i], chunk.mask[i].float())
             yield chunk.with_(mask=out)
 
-    return stream.derive("mask_smooth", params, producer, frames_unchanged=True)
+    # recurrent: the previous value weighs at most ``strength`` per frame, so a range render's
+    # warm-up of enough frames to bring strength**n under 1e-6 reproduces the full render
+    import math
+
+    warm = int(math.ceil(math.log(1e-6) / math.log(max(strength, 1e-3)))) + 1 if strength > 0 else 1
+    t = Temporal(behind=min(warm, 600), recurrent=True, cut_aware=reset_at_cuts)
+    return stream.derive("mask_smooth", params, producer, frames_unchanged=True, temporal=t)
 
 
 def grow_stream(stream: FrameStream, pixels: int) -> FrameStream:

@@ -17,8 +17,11 @@ import torch.nn.functional as F
 
 from .. import host
 from ..models import registry
-from ..stream import Chunk, FrameStream
+from ..stream import FRAMEWISE, Chunk, FrameStream, Temporal
 from . import scenes
+
+# frames of warm-up a range render gives RVM's recurrent memory (see docs/onepass.md for the error)
+RVM_WARMUP = 48
 
 log = logging.getLogger("remaster.matting")
 
@@ -116,7 +119,11 @@ def rvm_matte(
         finally:
             progress.close()
 
-    return stream.derive("rvm_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True)
+    # recurrent: a range render warms the memory up on the frames before it (from the shot's start
+    # when that is nearer); the state forgets its start within about a second
+    warm = Temporal(behind=RVM_WARMUP, recurrent=recurrent, cut_aware=reset_at_cuts) if recurrent else FRAMEWISE
+    return stream.derive("rvm_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True,
+                         temporal=warm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,4 +176,5 @@ def modnet_matte(stream: FrameStream, model: str = "modnet_photographic_portrait
         finally:
             progress.close()
 
-    return stream.derive("modnet_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True)
+    return stream.derive("modnet_matte", params, producer, info.with_(has_mask=True), frames_unchanged=True,
+                         temporal=FRAMEWISE)

@@ -3,8 +3,13 @@
 The detector compares each frame with the previous one on a small thumbnail (colour histogram
 distance plus mean absolute difference). A cut is declared where the score is both above an
 absolute threshold and well above the recent typical score, so fast motion inside a shot does
-not count as a cut. Results are memoised by the stream fingerprint, so several stages asking for
-the cuts of the same stream cost one pass.
+not count as a cut.
+
+Cuts are found once per chain, at the cheapest point that gives the same answer: the stream's
+``cuts_source``, the nearest upstream stream with the same timeline (usually the decoder's
+output; colour, masks, upscaling or restoration do not move a cut). A stage that retimes the
+stream (frame-rate conversion) provides its cuts from its input's. The analysis is memoised by
+that stream's fingerprint, shows progress and stops on interrupt.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Iterable, Optional
 import torch
 import torch.nn.functional as F
 
+from .. import host
 from ..stream import FrameStream
 
 _cache: dict = {}
@@ -108,13 +114,43 @@ def cuts_from_scores(scores: list[float], threshold: float = 0.25, ratio: float 
 
 
 def detect_scene_cuts(stream: FrameStream, threshold: float = 0.25, min_shot: int = 8) -> list[int]:
-    """Frame indices where a new shot starts (never 0). Memoised per stream fingerprint; mask-only
-    stages share the analysis of the stream whose frames they pass on."""
-    stream = getattr(stream, "frames_source", stream)
-    key = (stream.fingerprint, round(threshold, 4), min_shot)
+    """Frame indices where a new shot starts (never 0). Found once per chain on the stream's
+    ``cuts_source`` (see the module docstring), memoised by its fingerprint."""
+    stream = getattr(stream, "_stream", stream)  # a range view: its whole stream
+    src = getattr(stream, "cuts_source", stream)
+    provider = getattr(src, "cut_provider", None)
+    if provider is not None:
+        return list(provider())
+    key = (src.fingerprint, round(threshold, 4), min_shot)
     if key not in _cache:
-        _cache[key] = cuts_from_scores(frame_scores(stream.chunks()), threshold=threshold, min_shot=min_shot)
+        _cache[key] = _analyse(src, threshold, min_shot)
     return list(_cache[key])
+
+
+def is_known(stream: FrameStream, threshold: float = 0.25, min_shot: int = 8) -> bool:
+    """True when the cuts of ``stream`` are attached or already found (no pass needed)."""
+    stream = getattr(stream, "_stream", stream)
+    src = getattr(stream, "cuts_source", stream)
+    return (stream.info.scene_cuts is not None or getattr(src, "cut_provider", None) is not None
+            or (src.fingerprint, round(threshold, 4), min_shot) in _cache)
+
+
+def remember(src: FrameStream, cuts: list, threshold: float = 0.25, min_shot: int = 8) -> None:
+    """Record cuts that a stage found on ``src`` while reading it anyway (saves the extra pass)."""
+    _cache[(src.fingerprint, round(threshold, 4), min_shot)] = [int(c) for c in cuts]
+
+
+def _analyse(src: FrameStream, threshold: float, min_shot: int) -> list[int]:
+    progress = host.Progress(src.info.frame_count, "Scene cuts")
+    det = CutDetector(threshold, 3.0, min_shot)
+    try:
+        for chunk in src.chunks():
+            host.check_interrupt()
+            det.push(chunk.frames)
+            progress.update(len(chunk))
+    finally:
+        progress.close()
+    return list(det.cuts)
 
 
 def scene_cuts(stream: FrameStream, detect: bool = True) -> list[int]:
@@ -122,6 +158,15 @@ def scene_cuts(stream: FrameStream, detect: bool = True) -> list[int]:
     if stream.info.scene_cuts is not None:
         return list(stream.info.scene_cuts)
     return detect_scene_cuts(stream) if detect else []
+
+
+def shot_bounds(cuts: list[int], index: int, n: int) -> tuple[int, int]:
+    """First frame and end (exclusive) of the shot holding frame ``index`` in a stream of ``n``."""
+    import bisect
+
+    cs = sorted(c for c in cuts if 0 < c < n)
+    k = bisect.bisect_right(cs, index)
+    return (cs[k - 1] if k else 0), (cs[k] if k < len(cs) else n)
 
 
 def shot_id(cuts: list[int], index: int) -> int:

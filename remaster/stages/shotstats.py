@@ -1,14 +1,22 @@
-"""Per-frame statistics measured in one analysis pass, then smoothed over time within each shot.
+"""Per-frame statistics smoothed over time within each shot, served in one pass.
 
-Stages that must not flicker (automatic colour, deflicker) work in two passes over their
-upstream: :func:`measure_pass` iterates the stream once, keeps a small vector of numbers per frame
-(never frames) and finds the scene cuts from the same decoded chunks; :func:`smooth_per_shot`
-then smooths those numbers over time without crossing a cut. The second pass applies the
-correction chunk by chunk.
+Stages that must not flicker (automatic colour, deflicker) measure a small vector of numbers per
+frame (never frames), smooth those numbers over time without crossing a scene cut, and correct
+each frame with its smoothed numbers. :func:`shot_smoothed` builds such a stage so that nothing
+upstream runs twice:
+
+* when the frames the stage measures can be read again for the price of decoding (its upstream,
+  or the stream whose frames it passes on unchanged, is a decoder), the numbers are measured on
+  that cheap point first, then the real upstream is pulled once;
+* otherwise the stage measures each chunk as it arrives and holds frames back (in memory up to a
+  budget, then spilled exactly to temp files) until the numbers that correct them are final:
+  ``radius`` frames later, or at the end of the shot (:func:`remaster.temporal.lookahead`).
 
 Smoothing is a Gaussian-weighted local *linear* fit rather than a plain Gaussian blur: a steady
 shot gets the blur's calm, while a straight ramp (a fade, a slow pan into light) passes through
-unchanged, also at the ends of a shot.
+unchanged, also at the ends of a shot. The smoothed value of frame ``i`` depends only on frames
+within :func:`smoothing_radius` of it in its shot, which is what makes the one-pass form (and
+range renders) give the same numbers as smoothing the whole clip at once.
 """
 from __future__ import annotations
 
@@ -19,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import host
-from ..stream import Chunk, FrameStream
+from ..stream import FRAMEWISE, Chunk, FrameStream, source_span
+from ..temporal import LookaheadStage, lookahead
 from . import scenes
 
 
@@ -121,3 +130,113 @@ def per_frame(values: np.ndarray, chunk: Chunk, device: Optional[torch.device] =
     """Rows of ``values`` for the frames of ``chunk`` as a float32 tensor."""
     t = torch.from_numpy(np.ascontiguousarray(values[chunk.start:chunk.stop])).float()
     return t if device is None else t.to(device)
+
+
+def smoothing_radius(sigma_frames: float, median_radius: int = 0) -> int:
+    """Frames on each side whose raw numbers can change a frame's smoothed numbers."""
+    return int(round(3 * max(0.0, sigma_frames))) + int(median_radius) + 1
+
+
+def _seg_cuts(cuts: list, a: int, b: int) -> list:
+    return [c - a for c in cuts if a < c < b]
+
+
+def _bounds(cuts: list, lo: int, hi: int, n: int, radius: int, whole_shot: bool) -> tuple:
+    s0, _ = scenes.shot_bounds(cuts, lo, n)
+    _, e1 = scenes.shot_bounds(cuts, max(lo, hi - 1), n)
+    if whole_shot:
+        return s0, e1
+    return max(s0, lo - radius), min(e1, hi + radius)
+
+
+Measure = Callable[[Chunk], np.ndarray]
+Plan = Callable[[np.ndarray, list], np.ndarray]
+Apply = Callable[[Chunk, np.ndarray], Chunk]
+
+
+def shot_smoothed(stream: FrameStream, name: str, params: dict, measure: Measure, plan: Plan, apply: Apply,
+                  radius: int, whole_shot: bool = False, needs_mask: bool = False, label: str = "") -> FrameStream:
+    """A one-pass stage from three functions: ``measure(chunk) -> [n, K]`` numbers per frame;
+    ``plan(stats [m, K], cuts) -> [m, P]`` per-frame parameters from the numbers of a run of
+    consecutive frames (``cuts`` relative to the run; smoothing inside shots happens here);
+    ``apply(chunk, rows [n, P]) -> chunk``. A frame's parameters may depend on the numbers of
+    frames up to ``radius`` away in its shot, or on its whole shot (``whole_shot``).
+    ``needs_mask``: the numbers use the stream's mask (so they cannot be measured on the frames
+    alone)."""
+    label = label or name
+    cheap = stream if needs_mask else stream.frames_source
+    if cheap.replayable:
+        return _analyse_then_apply(stream, name, params, measure, plan, apply, radius, whole_shot,
+                                   needs_mask, label)
+
+    def make(up):
+        return _ShotSmoother(up, measure, plan, apply, radius, whole_shot)
+
+    return lookahead(stream, name, params, make, radius, whole_shot=whole_shot)
+
+
+def _analyse_then_apply(stream, name, params, measure, plan, apply, radius, whole_shot, needs_mask, label):
+    def producer(up, chunk_size: int) -> Iterator[Chunk]:
+        n = up.info.frame_count
+        lo, hi = source_span(up)
+        src = up if needs_mask else up.frames_source
+        src = getattr(src, "_stream", src)
+        known = up.info.scene_cuts is not None or scenes.is_known(up)
+        detector = None
+        if not known and (lo, hi) == (0, n) and src.cuts_source is src:
+            detector = scenes.CutDetector()  # cuts found in the same decoding pass
+            a, b = 0, n
+        else:
+            cuts = scenes.scene_cuts(up)
+            a, b = _bounds(cuts, lo, hi, n, radius, whole_shot)
+        rows: list = []
+        progress = host.Progress(b - a, f"{label}: analysis")
+        try:
+            for ch in src.chunks(chunk_size, a, b):
+                rows.append(np.asarray(measure(ch), dtype=np.float64))
+                if detector is not None:
+                    detector.push(ch.frames)
+                progress.update(len(ch))
+        finally:
+            progress.close()
+        if detector is not None:
+            scenes.remember(src, detector.cuts)
+            cuts = list(detector.cuts)
+        stats = np.concatenate(rows, 0) if rows else np.zeros((0, 0))
+        values = plan(stats, _seg_cuts(cuts, a, b))
+        for ch in up.chunks(chunk_size):
+            yield apply(ch, values[ch.start - a:ch.stop - a])
+
+    return stream.derive(name, params, producer, temporal=FRAMEWISE)
+
+
+class _ShotSmoother(LookaheadStage):
+    """The look-ahead form: numbers measured as chunks arrive, frames emitted once final."""
+
+    def __init__(self, up, measure: Measure, plan: Plan, apply: Apply, radius: int, whole_shot: bool) -> None:
+        self.measure, self.plan, self.apply = measure, plan, apply
+        self.radius, self.whole_shot = int(radius), whole_shot
+        self.n = up.info.frame_count
+        self.lo, self.hi = source_span(up)
+        self.cuts = scenes.scene_cuts(up)
+        self.stats: Optional[np.ndarray] = None
+        self.known = self.lo
+
+    def push(self, chunk: Chunk) -> None:
+        rows = np.asarray(self.measure(chunk), dtype=np.float64)
+        if self.stats is None:
+            self.stats = np.zeros((self.hi - self.lo, rows.shape[1]))
+        self.stats[chunk.start - self.lo:chunk.stop - self.lo] = rows
+        self.known = chunk.stop
+
+    def ready(self) -> int:
+        if self.known >= self.hi:
+            return self.hi
+        s0, _ = scenes.shot_bounds(self.cuts, self.known, self.n)
+        return s0 if self.whole_shot else max(self.known - self.radius, s0)
+
+    def emit(self, chunk: Chunk) -> Chunk:
+        a, b = _bounds(self.cuts, chunk.start, chunk.stop, self.n, self.radius, self.whole_shot)
+        a, b = max(a, self.lo), min(b, self.known)
+        values = self.plan(self.stats[a - self.lo:b - self.lo], _seg_cuts(self.cuts, a, b))
+        return self.apply(chunk, values[chunk.start - a:chunk.stop - a])

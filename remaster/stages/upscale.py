@@ -284,7 +284,9 @@ class Upscaler:
             tile = max(self.MIN_TILE, min(side, cap))
         tile = min(tile, max(H, W))
         th, tw = min(tile, H), min(tile, W)
-        batch = max(1, min(n, self.max_batch, budget // max(1, bpp * th * tw)))
+        # CPU: at most two frames a forward, so progress and interrupt come every few seconds
+        max_batch = self.max_batch if self.device.type == "cuda" else min(self.max_batch, 2)
+        batch = max(1, min(n, max_batch, budget // max(1, bpp * th * tw)))
         return Plan(tile, batch)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -292,17 +294,20 @@ class Upscaler:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.desc(x)
 
-    def __call__(self, frames: torch.Tensor, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
-        """``frames`` ``[n,H,W,3]``; ``size`` (H, W) resizes the model output (on the device)."""
+    def __call__(self, frames: torch.Tensor, size: Optional[tuple[int, int]] = None,
+                 on_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+        """``frames`` ``[n,H,W,3]``; ``size`` (H, W) resizes the model output (on the device).
+        ``on_batch(k)`` is called after each forward batch of ``k`` frames (progress, interrupt)."""
         n, H, W, _ = frames.shape
         oh, ow = size if size is not None else (H * self.scale, W * self.scale)
         # allocated outside inference mode so that later stages may modify the frames in place
         result = torch.empty(n, oh, ow, 3, dtype=torch.float32)
         with torch.inference_mode():
-            self._run(frames, size, result)
+            self._run(frames, size, result, on_batch)
         return result
 
-    def _run(self, frames: torch.Tensor, size: Optional[tuple[int, int]], result: torch.Tensor) -> None:
+    def _run(self, frames: torch.Tensor, size: Optional[tuple[int, int]], result: torch.Tensor,
+             on_batch: Optional[Callable[[int], None]] = None) -> None:
         self._prepare()
         n, H, W, _ = frames.shape
         i = 0
@@ -330,18 +335,23 @@ class Upscaler:
                 y = resize(y, *size)
             result[i : i + b].copy_(y.clamp_(0, 1).permute(0, 2, 3, 1))
             i += b
+            if on_batch is not None:
+                on_batch(b)
 
 
 # ---------------------------------------------------------------------------------------------
 # the stream stage
 # ---------------------------------------------------------------------------------------------
-def upscale_frames(frames: torch.Tensor, upscalers: list, weights: list, size: tuple[int, int]) -> torch.Tensor:
-    """Upscale with one or more models and blend their outputs (``weights`` sum to 1)."""
+def upscale_frames(frames: torch.Tensor, upscalers: list, weights: list, size: tuple[int, int],
+                   on_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Upscale with one or more models and blend their outputs (``weights`` sum to 1).
+    ``on_batch(k)`` reports frames done by the last model (progress within a chunk)."""
     out = None
-    for up, w in zip(upscalers, weights):
+    active = [i for i, w in enumerate(weights) if w > 0]
+    for i, (up, w) in enumerate(zip(upscalers, weights)):
         if w <= 0:
             continue
-        y = up(frames, size)
+        y = up(frames, size, on_batch if i == active[-1] else None)
         if out is None:
             out = y if w == 1.0 else y.mul_(w)
         else:
@@ -406,12 +416,13 @@ def upscale(
         progress = host.Progress(info.frame_count, "upscale")
 
         def fn(ch: Chunk) -> Chunk:
-            frames = upscale_frames(ch.frames, ups, weights, (out_h, out_w))
+            # progress (and ComfyUI's interrupt) after every forward batch, not once per chunk: a
+            # short clip is often one chunk
+            frames = upscale_frames(ch.frames, ups, weights, (out_h, out_w), progress.update)
             mask = None
             if ch.mask is not None:
                 mask = F.interpolate(ch.mask[:, None], size=(out_h, out_w), mode="bilinear",
                                      align_corners=False, antialias=True)[:, 0].clamp_(0, 1)
-            progress.update(len(ch))
             return Chunk(ch.start, frames, mask)
 
         return fn

@@ -127,3 +127,35 @@ def test_download_fetches_companion_files_and_refuses_web_pages(tmp_path, monkey
     with pytest.raises(registry.ModelError, match="web page"):
         registry.download("drive", opener=lambda req: Page(b"<html>"))
     assert not (host.model_dirs("matting")[0] / "d.ckpt").exists()
+
+
+def test_every_registry_name_a_dropdown_shows_resolves(tmp_path, monkeypatch):
+    """Each registry file name listed by a node's model dropdown (nested ones such as
+    sam2.1-hiera-tiny/model.safetensors included) is found in the registry, and when the file is
+    absent the error names that file, its folder and its URL."""
+    from remaster.cli import node_mappings
+
+    by_name = {e.filename: e for e in registry.entries().values()}
+    seen = set()
+    for cls in node_mappings().values():
+        types = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for spec in types.get(section, {}).values():
+                if isinstance(spec[0], (list, tuple)):
+                    seen.update(v for v in spec[0] if v in by_name)
+    assert "sam2.1-hiera-tiny/model.safetensors" in seen and "RealESRGAN_x4plus.pth" in seen
+    monkeypatch.setattr(host, "model_dirs", lambda folder: [tmp_path / folder])
+    for name in sorted(seen):
+        e = registry.by_filename(name)
+        assert e is by_name[name], name
+        with pytest.raises(registry.ModelNotFound) as exc:
+            registry.resolve(name)
+        msg = str(exc.value)
+        assert f"'{name}'" in msg and f"'{e.folder}'" in msg and e.url in msg, msg
+        assert "your own file" not in msg
+
+
+def test_bare_names_resolve_only_when_unambiguous():
+    assert registry.by_filename("model.safetensors") is None  # four SAM2 sizes share it
+    assert registry.by_filename("RealESRGAN_x4plus.pth").id == "RealESRGAN_x4plus"
+    assert registry.by_filename("sam2.1-hiera-small/model.safetensors", "sam2").id == "sam2.1-hiera-small"

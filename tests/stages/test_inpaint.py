@@ -259,7 +259,7 @@ def test_node_inputs_have_tooltips_and_category():
 
 
 def test_comfy_backend_calls_comfyui_nodes(monkeypatch):
-    """The ComfyUI back-end (host.comfy_inpaint) against a stand-in for ComfyUI's ``nodes`` module:
+    """The ComfyUI back-end (ComfyInpaint) against a stand-in for ComfyUI's ``nodes`` module:
     one KSampler call per candidate with seeds seed, seed+1, ..., denoise = strength, the noise mask
     asked for, and results put back to the crop's size (ComfyUI crops to multiples of 8). Checked in
     a real ComfyUI too (random-weight 9-channel SD1.5 inpainting checkpoint, whole workflow)."""

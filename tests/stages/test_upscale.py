@@ -272,3 +272,21 @@ def test_example_workflow_runs_end_to_end(tmp_path):
     want = open_video(clip("anime_480p_23976_audio.mp4"), end_time=0.25).info.frame_count
     assert (p.width, p.height) == (192, 144)
     assert len(p.times) == want >= 5
+
+
+def test_progress_advances_within_a_chunk():
+    """A short clip that arrives as one chunk still reports progress (and checks for interrupt)
+    after every forward batch, not once at the end."""
+    name = place("realesrgan/realesr-animevideov3.pth")
+    frames = real_crop(24, 24).repeat(6, 1, 1, 1)
+    s = from_tensor(frames, fps=25).rechunked(6)
+    events = []
+    listener = events.append
+    host.add_progress_listener(listener)
+    try:
+        out = up.upscale(s, name, scale=2.0, precision="fp32", max_batch=2)
+        assert out.read().frames.shape == (6, 48, 48, 3)
+    finally:
+        host.remove_progress_listener(listener)
+    done = [e["done"] for e in events if e.get("label") == "upscale" and not e.get("closed")]
+    assert len(done) >= 3 and done == sorted(set(done)) and done[-1] == 6, done  # batches of at most 2

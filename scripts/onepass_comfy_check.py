@@ -1,0 +1,178 @@
+"""Real-ComfyUI check of the one-pass stream: progress lands on each node's own bar, and an
+interrupt during the scene-cut analysis stops at once and writes no file.
+
+Not part of CI (CI has no ComfyUI). Run with the harness venv (aiohttp comes with ComfyUI):
+
+    OMP_WAIT_POLICY=PASSIVE nice /work/comfy/venv/bin/python scripts/onepass_comfy_check.py \
+        --comfyui /work/comfy/ComfyUI --python /work/comfy/venv/bin/python --models ../shared/models
+
+1. queues the shipped ``enhance`` workflow (a short real clip, small size) over HTTP, follows the
+   websocket and records, per node id, the ``progress`` messages (value/max) it received;
+2. queues Load Video → Scene Cuts → Save Video on a long generated clip, waits for the Scene Cuts
+   node's first progress message, POSTs /interrupt, and measures the time to
+   ``execution_interrupted``; then checks the output folder holds no video.
+Prints a JSON report (and writes it to --report if given).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+PACK = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_clip(path: Path, seconds: int) -> None:
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    f"testsrc2=size=1280x720:rate=30:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+
+
+async def run_prompt(url: str, prompt: dict, on_msg=None, timeout: float = 900) -> dict:
+    import aiohttp
+
+    cid = uuid.uuid4().hex
+    log = {"progress": {}, "executing": [], "events": [], "t_msgs": []}
+    async with aiohttp.ClientSession() as sess:
+        async with sess.ws_connect(f"{url}/ws?clientId={cid}", max_msg_size=0) as ws:
+            async with sess.post(f"{url}/prompt", json={"prompt": prompt, "client_id": cid}) as r:
+                body = await r.json()
+                if r.status != 200:
+                    raise RuntimeError(f"prompt rejected: {body}")
+                pid = body["prompt_id"]
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < timeout:
+                msg = await ws.receive(timeout=timeout)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                m = json.loads(msg.data)
+                t, d = m.get("type"), m.get("data", {})
+                if d.get("prompt_id") not in (None, pid):
+                    continue
+                now = round(time.perf_counter() - t0, 2)
+                if t == "progress":
+                    log["progress"].setdefault(str(d.get("node")), []).append((d.get("value"), d.get("max"), now))
+                elif t == "executing":
+                    log["executing"].append((d.get("node"), now))
+                elif t in ("execution_success", "execution_error", "execution_interrupted"):
+                    log["events"].append((t, now, d.get("exception_message", "")))
+                    return log
+                if on_msg is not None:
+                    await on_msg(sess, t, d, now, log)
+    return log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--comfyui", required=True)
+    ap.add_argument("--python", required=True)
+    ap.add_argument("--models", default=str(PACK.parent / "shared" / "models"))
+    ap.add_argument("--clip", default=str(PACK.parent / "shared" / "clips" / "talking_head_512_30_audio.mp4"))
+    ap.add_argument("--report", default="")
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="onepass-comfy-"))
+    for d in ("custom_nodes", "input", "output", "temp", "user", "models"):
+        (base / d).mkdir()
+    (base / "custom_nodes" / "ComfyUI-Remaster").symlink_to(PACK, target_is_directory=True)
+    subprocess.run([args.python, "-m", "remaster", "--models-dir", str(base / "models"), "models", "link",
+                    str(Path(args.models).resolve())], cwd=PACK, capture_output=True)
+    shutil.copy(args.clip, base / "input" / "clip.mp4")
+    make_clip(base / "input" / "long.mp4", 120)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    logf = open(base / "comfyui.log", "w")
+    proc = subprocess.Popen([args.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                             "--base-directory", str(base), "--disable-auto-launch"], cwd=args.comfyui,
+                            stdout=logf, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    report: dict = {}
+    try:
+        import urllib.request
+
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/system_stats", timeout=2)
+                break
+            except Exception:
+                time.sleep(1)
+        report["enhance"] = asyncio.run(check_enhance(url))
+        report["interrupt"] = asyncio.run(check_interrupt(url, base))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text)
+
+
+async def check_enhance(url: str) -> dict:
+    prompt = json.loads((PACK / "workflows" / "api" / "enhance.json").read_text())
+    for node in prompt.values():
+        if node["class_type"] == "RemasterLoadVideo":
+            node["inputs"].update(video="clip.mp4", end_time=2.0, max_side=256)
+        if node["class_type"] == "RemasterSaveVideo":
+            node["inputs"].update(speed="ultrafast", filename_prefix="onepass/enhance")
+    log = await run_prompt(url, prompt)
+    stages = {nid: n["class_type"] for nid, n in prompt.items()}
+    out = {"result": log["events"], "nodes": {}}
+    for nid, ct in stages.items():
+        p = log["progress"].get(nid, [])
+        values = [v for v, _, _ in p]
+        out["nodes"][f"{nid} {ct}"] = {"messages": len(p), "advancing": len(set(values)) > 1,
+                                       "first_last": (p[0][:2], p[-1][:2]) if p else None}
+    return out
+
+
+async def check_interrupt(url: str, base: Path) -> dict:
+    prompt = {
+        "1": {"class_type": "RemasterLoadVideo", "inputs": {"video": "long.mp4"}},
+        "2": {"class_type": "RemasterSceneCuts", "inputs": {"frames": ["1", 0], "threshold": 0.25, "min_shot_frames": 8}},
+        "3": {"class_type": "RemasterSaveVideo", "inputs": {"frames": ["2", 0], "filename_prefix": "onepass/interrupt",
+                                                             "format": "h264_mp4", "crf": 18, "speed": "ultrafast",
+                                                             "audio": "none"}},
+    }
+    from remaster.runner import load_workflow  # noqa: F401  (the pack is importable from here)
+
+    defaults = json.loads((PACK / "workflows" / "api" / "passthrough.json").read_text())
+    for node in defaults.values():  # fill the optional inputs the same way the shipped file does
+        if node["class_type"] == "RemasterLoadVideo":
+            prompt["1"]["inputs"] = dict(node["inputs"], video="long.mp4")
+    state = {"sent": None}
+
+    async def on_msg(sess, t, d, now, log):
+        if t == "progress" and str(d.get("node")) == "2" and state["sent"] is None and (d.get("value") or 0) > 0:
+            state["sent"] = now
+            async with sess.post(f"{url}/interrupt", json={}) as r:
+                await r.read()
+
+    log = await run_prompt(url, prompt, on_msg)
+    end = log["events"][-1] if log["events"] else None
+    files = [str(p.relative_to(base)) for p in (base / "output").rglob("*") if p.is_file()]
+    return {"interrupt_sent_s": state["sent"], "end": end,
+            "stop_latency_s": round(end[1] - state["sent"], 2) if end and state["sent"] is not None else None,
+            "scene_cut_progress_messages": len(log["progress"].get("2", [])), "output_files": files}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(PACK))
+    main()
