@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .. import host
 from ..models import registry
 from ..models import temporal_compact as tcm
-from ..stages import flow as flowlib
+from ..analysis import flow as flowlib
 from ..stages.temporal_restore import TemporalRunner, autocast_dtype
 from . import pairs as P
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..stages import flow as flowlib
+from ..analysis import flow as flowlib
 from ..analysis.flow import motion_confidence
 
 Degradation = Callable[[torch.Tensor, int, int], torch.Tensor]
