@@ -155,8 +155,13 @@ def _scratches(h: int, w: int, index: int, p: dict, st: DamageSettings, scale: f
             slope = p["scratch_slope"] * float(g.uniform(0.4, 1.2)) * (1 if g.random() < 0.5 else -1)
             width = float(g.uniform(0.6, 1.6)) * max(scale, 0.5)
             depth = float(g.uniform(0.25, 0.7)) * (1 if g.random() < 0.75 else -0.8)  # mostly bright (base scratch)
-            y0 = float(g.uniform(0, 0.4)) * h
-            y1 = y0 + float(g.uniform(0.5, 1.0)) * (h - y0)
+            # the film runs continuously past the guide, so a scratch crosses whole frames; only in
+            # its first and last frame does it start or end part-way down
+            ya, yb = (float(v) * h for v in g.uniform(0, 1, 2))  # always drawn: the sequence stays fixed
+            y0 = ya if index == start else 0.0
+            y1 = yb if index == start + life - 1 else float(h)
+            if y1 <= y0:
+                y0, y1 = 0.0, float(h)
             ph, fr = float(g.uniform(0, 6.3)), float(g.uniform(1.5, 4.0))
             if not start <= index < start + life:
                 continue
@@ -165,7 +170,7 @@ def _scratches(h: int, w: int, index: int, p: dict, st: DamageSettings, scale: f
             xc = x0 + drift * t + float(fg.normal(0, 0.25)) * scale
             rows = (ys_all >= y0) & (ys_all < y1)
             ys = ys_all[rows]
-            cx = xc + slope * (ys - y0)
+            cx = xc + slope * (ys - h / 2)
             # depth varies along the scratch (uneven pressure) and a little from frame to frame
             mod = 0.75 + 0.25 * np.sin(ys / h * fr * 2 * np.pi + ph + 0.3 * t)
             amp = depth * float(fg.uniform(0.85, 1.1)) * mod
