@@ -115,7 +115,7 @@ def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSett
     """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``."""
     settings.validate()
 
-    def make(upstream):
+    def make(upstream, chunk_size):
         d = Denoiser(settings)
         return d.prepare, d.process
 

@@ -29,7 +29,7 @@ import torch
 
 from ..stream import FrameStream
 from . import flow as flowlib
-from .temporal_window import Window, windowed
+from .temporal_window import Companion, Window, check_companion, windowed
 
 __all__ = ["DustSettings", "DustScratches", "dust_scratches", "DustError"]
 
@@ -211,6 +211,8 @@ class DustScratches:
                     lines = lines & ~(agree & moved)
             scratch = lines
         det = dust | scratch
+        if "protect" in it.aux:
+            det &= ~it.aux["protect"]
         if not det.any():
             return it.frame, det
         k = 2 * s.grow + 1
@@ -224,6 +226,9 @@ class DustScratches:
             out[temporal] = rep[temporal]
         else:
             temporal[:] = False
+        if "protect" in it.aux:
+            grown &= ~it.aux["protect"]
+            temporal &= grown
         spatial = grown & ~temporal
         if spatial.any():
             u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -233,13 +238,24 @@ class DustScratches:
 
 
 def dust_scratches(stream: FrameStream, settings: DustSettings = DustSettings(),
-                   mask_output: bool = False) -> FrameStream:
+                   mask_output: bool = False, protect: FrameStream | None = None) -> FrameStream:
     """Repaired stream (one pass, a window of ``2*radius+1`` frames). With ``mask_output`` its mask
-    is the detection (1 = repaired); otherwise the upstream mask passes through."""
+    is the detection (1 = repaired); otherwise the upstream mask passes through. ``protect``: a
+    stream of the same size and length whose mask (or, without one, whose brightness) marks areas
+    never to touch (titles, a logo, fine detail the detector mistakes for dirt)."""
     settings.validate()
+    check_companion(stream, protect, "the protect mask")
 
-    def make(upstream):
+    def make(upstream, chunk_size):
         ds = DustScratches(settings)
+        comp = Companion(protect, chunk_size)
+
+        def prepare(index, frame, first):
+            aux = ds.prepare(index, frame, first)
+            f, m = comp.take(index)
+            if f is not None:
+                aux["protect"] = (m if m is not None else f.mean(-1)).numpy() > 0.5
+            return aux
 
         def process(w: Window):
             frame, det = ds.detect_and_repair(w)
@@ -247,8 +263,9 @@ def dust_scratches(stream: FrameStream, settings: DustSettings = DustSettings(),
                 return frame, torch.from_numpy(det.astype(np.float32))
             return frame, w.item.mask
 
-        return ds.prepare, process
+        return prepare, process
 
     info = stream.info.with_(has_mask=True) if mask_output else None
-    params = dict(asdict(settings), mask_output=bool(mask_output))
+    params = dict(asdict(settings), mask_output=bool(mask_output),
+                  protect=protect.fingerprint if protect is not None else None)
     return windowed(stream, "dust_scratches", params, settings.radius, make, info)

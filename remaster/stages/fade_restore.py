@@ -28,7 +28,7 @@ import torch
 from ..stream import FrameStream
 from .film_damage import STOCKS
 from .lut import linear_to_srgb, srgb_to_linear
-from .temporal_window import Window, windowed
+from .temporal_window import Companion, Window, check_companion, windowed
 
 __all__ = ["FadeSettings", "restore_fade", "FadeError", "MODES"]
 
@@ -117,8 +117,15 @@ class FadeRestorer:
         if s.mode == "auto":
             lo = np.mean([i.aux["lo"] for i in w.items], 0)
             hi = np.mean([i.aux["hi"] for i in w.items], 0)
-            k, f = auto_lines(lo, hi)
-            gain = s.saturation
+            if "ref_lo" in it.aux:
+                rlo = np.mean([i.aux["ref_lo"] for i in w.items], 0)
+                rhi = np.mean([i.aux["ref_hi"] for i in w.items], 0)
+                k = (rhi - rlo) / np.maximum(hi - lo, 1e-3)
+                f = rlo - k * lo
+                gain = 1.0
+            else:
+                k, f = auto_lines(lo, hi)
+                gain = s.saturation
         else:
             k, f = stock_lines(s.mode, s.amount)
             gain = 1.0 / (1.0 - s.amount * (1.0 - STOCKS[s.mode]["chroma"]))
@@ -135,12 +142,27 @@ class FadeRestorer:
         return torch.from_numpy(np.ascontiguousarray(y, np.float32)), it.mask
 
 
-def restore_fade(stream: FrameStream, settings: FadeSettings = FadeSettings()) -> FrameStream:
-    """The colour-restored stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
+def restore_fade(stream: FrameStream, settings: FadeSettings = FadeSettings(),
+                 reference: FrameStream | None = None) -> FrameStream:
+    """The colour-restored stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware).
+    ``reference`` (auto mode): a better-kept copy of the same footage (same size and length, e.g.
+    a telecine of another print); each channel's levels are matched to it instead of to neutral."""
     settings.validate()
+    check_companion(stream, reference, "the reference clip")
 
-    def make(upstream):
+    def make(upstream, chunk_size):
         r = FadeRestorer(settings)
-        return r.prepare, r.process
+        comp = Companion(reference, chunk_size)
 
-    return windowed(stream, "restore_fade", asdict(settings), settings.radius, make)
+        def prepare(index, frame, first):
+            aux = r.prepare(index, frame, first)
+            f, _ = comp.take(index)
+            if f is not None:
+                ref = measure(f.numpy(), settings.low, settings.high)
+                aux["ref_lo"], aux["ref_hi"] = ref["lo"], ref["hi"]
+            return aux
+
+        return prepare, r.process
+
+    params = dict(asdict(settings), reference=reference.fingerprint if reference is not None else None)
+    return windowed(stream, "restore_fade", params, settings.radius, make)

@@ -139,7 +139,7 @@ def stabilise(stream: FrameStream, settings: StabiliseSettings = StabiliseSettin
     """The steadied stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
     settings.validate()
 
-    def make(upstream):
+    def make(upstream, chunk_size):
         st = Stabiliser(settings)
         return st.prepare, st.process
 

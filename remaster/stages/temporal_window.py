@@ -24,7 +24,7 @@ from .. import host
 from ..stream import Chunk, FrameStream
 from .scenes import CutDetector
 
-__all__ = ["Item", "Window", "ShotWindow", "windowed"]
+__all__ = ["Item", "Window", "ShotWindow", "windowed", "check_companion", "Companion"]
 
 
 @dataclass
@@ -121,13 +121,13 @@ class ShotWindow:
 
 
 def windowed(stream: FrameStream, name: str, params: dict, radius: int,
-             make: Callable[[FrameStream], tuple], info=None) -> FrameStream:
+             make: Callable[[FrameStream, int], tuple], info=None) -> FrameStream:
     """A stage over centred windows. ``make(upstream)`` is called once per pass and returns
-    ``(prepare, process)``: ``prepare`` as for :class:`ShotWindow` (or None), ``process(window)``
+    ``(prepare, process)`` (``make(upstream, chunk_size)``): ``prepare`` as for :class:`ShotWindow` (or None), ``process(window)``
     returning ``(frame [H,W,3], mask [H,W] or None)`` for the window's centre frame."""
 
     def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
-        prepare, process = make(upstream)
+        prepare, process = make(upstream, chunk_size)
         cuts = upstream.info.scene_cuts
         win = ShotWindow(radius, list(cuts) if cuts is not None else None, prepare)
         pending: list = []
@@ -156,3 +156,32 @@ def windowed(stream: FrameStream, name: str, params: dict, radius: int,
             yield flush()
 
     return stream.derive(name, dict(params, radius=int(radius)), producer, info)
+
+
+def check_companion(stream: FrameStream, other: Optional[FrameStream], what: str) -> None:
+    """A second stream read in step with ``stream`` (a mask, a reference clip) must have the same
+    size and frame count; raise a one-line error naming the input before any work is done."""
+    if other is None:
+        return
+    a, b = stream.info, other.info
+    if (a.width, a.height) != (b.width, b.height):
+        raise ValueError(f"{what} is {b.width}x{b.height} but the frames are {a.width}x{a.height}: "
+                         f"load or resize it to the same size")
+    if a.frame_count != b.frame_count:
+        raise ValueError(f"{what} has {b.frame_count} frames but the frames have {a.frame_count}: "
+                         f"use the same clip range (start, end, every_nth)")
+
+
+class Companion:
+    """Frames of a second stream handed out in step with the main one (a single pass over it)."""
+
+    def __init__(self, other: Optional[FrameStream], chunk_size: int) -> None:
+        self._it = other.frames(chunk_size) if other is not None else None
+
+    def take(self, index: int):
+        if self._it is None:
+            return None, None
+        i, f, m = next(self._it)
+        if i != index:
+            raise RuntimeError(f"companion stream out of step: got frame {i}, expected {index}")
+        return f, m
