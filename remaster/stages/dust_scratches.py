@@ -194,6 +194,7 @@ class DustScratches:
                 keep[np.unique(lab[core])] = True
                 keep[0] = False
                 dust = keep[lab]
+                dust = cv2.dilate(dust.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # soft rims
             motion = np.max(np.stack(mags), 0)
             reliable = ((hi - lo) < 2.5 * thr) & (motion < s.max_motion)
         scratch = np.zeros((h, wd), bool)

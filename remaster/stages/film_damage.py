@@ -143,7 +143,7 @@ def _scratches(h: int, w: int, index: int, p: dict, st: DamageSettings, scale: f
     if rate <= 0:
         return layer, np.zeros((h, w), bool)
     k_hi = index // SCRATCH_SEGMENT
-    k_lo = max(0, (index - SCRATCH_MAX_LIFE) // SCRATCH_SEGMENT)
+    k_lo = (index - SCRATCH_MAX_LIFE) // SCRATCH_SEGMENT  # scratches made before the first frame too
     ys_all = np.arange(h, dtype=np.float32)
     for k in range(k_lo, k_hi + 1):
         g = _rng(st.seed, 11, k)
