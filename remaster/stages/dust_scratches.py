@@ -173,7 +173,7 @@ class DustScratches:
             gb = cv2.blur(g, (3, 3))
             lb = np.stack([cv2.blur(lm, (3, 3)) for lm in lumas])
             sigma = _robust_sigma(gb - lb[0])
-            thr = max(0.03, k * sigma)
+            thr = max(0.045, k * sigma)
             lo, hi = lb.min(0), lb.max(0)
             spread = cv2.dilate(hi - lo, np.ones((3, 3), np.uint8)) if len(lumas) > 1 else np.zeros_like(g)
             if s.dust:
@@ -218,6 +218,8 @@ class DustScratches:
             return it.frame, det
         k = 2 * s.grow + 1
         grown = cv2.dilate(det.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        if "protect" in it.aux:
+            grown &= ~it.aux["protect"]
         out = x.copy()
         temporal = grown & ~cv2.dilate(scratch.astype(np.uint8), np.ones((1, k), np.uint8)).astype(bool)
         if warped:
@@ -227,9 +229,6 @@ class DustScratches:
             out[temporal] = rep[temporal]
         else:
             temporal[:] = False
-        if "protect" in it.aux:
-            grown &= ~it.aux["protect"]
-            temporal &= grown
         spatial = grown & ~temporal
         if spatial.any():
             u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
