@@ -175,15 +175,22 @@ class DustScratches:
             sigma = _robust_sigma(gb - lb[0])
             thr = max(0.045, k * sigma)
             lo, hi = lb.min(0), lb.max(0)
+            # the nearest neighbours unwarped too: where the flow fails (non-rigid, periodic
+            # texture) the content often still matches in place; a speck matches in neither
+            raw = [cv2.blur(nb.aux["luma"] * (gm / max(float(nb.aux["luma"].mean()), 1e-4)), (3, 3))
+                   for nb in w.neighbours(1)]
+            lo_d, hi_d = np.minimum(lo, np.min(raw, 0)), np.maximum(hi, np.max(raw, 0))
             spread = cv2.dilate(hi - lo, np.ones((3, 3), np.uint8)) if len(lumas) > 1 else np.zeros_like(g)
             if s.dust:
                 # neighbours that disagree with each other (motion the flow missed) raise the bar
-                oor = np.maximum(gb - hi, lo - gb) - 0.5 * spread
+                oor = np.maximum(gb - hi_d, lo_d - gb) - 0.5 * spread
                 core = oor > thr
                 # thin defects (hairs) lose contrast in the blur: also test the sharp luma, harder
+                raw1 = [nb.aux["luma"] * (gm / max(float(nb.aux["luma"].mean()), 1e-4)) for nb in w.neighbours(1)]
+                lo1, hi1 = np.minimum(lo1, np.min(raw1, 0)), np.maximum(hi1, np.max(raw1, 0))
                 oor1 = np.maximum(g - hi1, lo1 - g) - 0.5 * spread
                 sigma1 = _robust_sigma(g - lumas[0])
-                core |= oor1 > max(0.05, 1.3 * k * sigma1)
+                core |= oor1 > max(0.08, 1.3 * k * sigma1)
                 motion = np.max(np.stack(mags), 0)
                 if one_sided:  # first/last frame of a shot: only trust still areas
                     core &= motion < 1.0
