@@ -134,7 +134,7 @@ class RemasterRestoreFadedColour(StreamStage):
                 "mode": (list(fr.MODES), {"tooltip": "auto: measured per shot. A stock: invert that stock's fading."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How much of the correction to apply."}),
                 "amount": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How faded the stock is (stock modes)."}),
-                "saturation": ("FLOAT", {"default": 1.15, "min": 0.5, "max": 2.0, "step": 0.05, "tooltip": "Saturation given back (auto mode)."}),
+                "saturation": ("FLOAT", {"default": 1.25, "min": 0.5, "max": 2.0, "step": 0.05, "tooltip": "Saturation given back (auto mode)."}),
                 "deflicker": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Level exposure flicker (0 = off)."}),
                 "radius": ("INT", {"default": 12, "min": 0, "max": 60, "tooltip": "Frames each side the measurements are averaged over."}),
             },
@@ -143,7 +143,7 @@ class RemasterRestoreFadedColour(StreamStage):
             },
         }
 
-    def run(self, frames, mode="auto", strength=1.0, amount=1.0, saturation=1.15, deflicker=1.0, radius=12, reference=None):
+    def run(self, frames, mode="auto", strength=1.0, amount=1.0, saturation=1.25, deflicker=1.0, radius=12, reference=None):
         st = fr.FadeSettings(mode=mode, strength=strength, amount=amount, saturation=saturation, deflicker=deflicker,
                              radius=radius)
         return (fr.restore_fade(frames, st, reference),)

@@ -45,7 +45,7 @@ class FadeSettings:
     mode: str = "auto"
     strength: float = 1.0
     amount: float = 1.0  # how faded the stock is (stock modes)
-    saturation: float = 1.15  # chroma gain in Lab (auto mode; stock modes use the stock's loss)
+    saturation: float = 1.25  # chroma gain in Lab (auto mode; stock modes use the stock's loss)
     deflicker: float = 1.0
     radius: int = 12
     low: float = 1.0  # percentiles measured
