@@ -242,3 +242,29 @@ def test_protect_mask_keeps_areas_untouched():
     left = slice(0, x.shape[2] // 2)
     assert torch.equal(out[:, :, left], dmg[:, :, left])
     assert not torch.equal(out, dmg)
+
+
+# ---- shipped workflows --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["restore_film", "restore_tape"])
+def test_restore_workflows_run_end_to_end_and_keep_audio(name, tmp_path, clips_dir):
+    import av
+    from pathlib import Path
+
+    from remaster import host
+    from remaster.cli import main
+    from spandrel.architectures.Compact import Compact
+
+    d = host.model_dirs("upscale_models")[0]
+    d.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save({"params": Compact(num_conv=4, upscale=4).state_dict()}, d / "realesr-general-x4v3.pth")
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / f"{name}.mp4"
+    code = main(["run", str(root / "workflows" / "api" / f"{name}.json"), "--input", str(clip("dog_720p30_audio.mp4")),
+                 "--output", str(out), "--set", "Save Video.speed=ultrafast", "--set", "Load Video.end_time=0.3",
+                 "--set", "Load Video.max_side=96"])
+    assert code == 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        assert (n, v.width, v.height, bool(c.streams.audio)) == (8, 192, 108, True)  # 0.3 s at 29.97 fps
