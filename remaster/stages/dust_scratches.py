@@ -67,7 +67,7 @@ def _luma(x: np.ndarray) -> np.ndarray:
 
 
 def _robust_sigma(d: np.ndarray) -> float:
-    a = np.abs(d[::2, ::2]).ravel()
+    a = np.abs(d[::4, ::4]).ravel()
     return float(1.4826 * np.median(a)) if a.size else 0.0
 
 
@@ -112,10 +112,13 @@ def line_map(g: np.ndarray, k: float, min_cover: float = 0.55) -> np.ndarray:
         wide = cv2.dilate(cand.astype(np.uint8), np.ones((1, 3), np.uint8))
         best = np.zeros(w, np.float32)
         best_slope = np.zeros(w, np.float32)
+        widef = wide.astype(np.float32)
         for slope in SLOPES:
-            shift = np.round(slope * (ys - h / 2)).astype(np.int64)
-            idx = np.clip(xs[None, :] + shift[:, None], 0, w - 1)
-            cover = np.take_along_axis(wide, idx, axis=1).mean(0)
+            # shear so that a line of this slope becomes a column, then measure each column's cover
+            m = np.float32([[1, slope, -slope * h / 2], [0, 1, 0]])
+            sheared = cv2.warpAffine(widef, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+            cover = cv2.reduce(sheared, 0, cv2.REDUCE_AVG)[0]
             better = cover > best
             best[better] = cover[better]
             best_slope[better] = slope
@@ -231,17 +234,51 @@ class DustScratches:
         temporal = grown & ~cv2.dilate(scratch.astype(np.uint8), np.ones((1, k), np.uint8)).astype(bool)
         if warped:
             temporal &= reliable | (cv2.erode(reliable.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-            st = np.stack(warped)
-            rep = st.mean(0) if len(warped) == 2 else np.median(st, 0)
-            out[temporal] = rep[temporal]
+            st = np.stack([wi[temporal] for wi in warped])  # only the pixels being repaired
+            out[temporal] = st.mean(0) if len(warped) == 2 else np.median(st, 0)
         else:
             temporal[:] = False
         spatial = grown & ~temporal
-        if spatial.any():
-            u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-            fill = cv2.inpaint(u8, spatial.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32) / 255
-            out[spatial] = fill[spatial]
+        lines = spatial & cv2.dilate(scratch.astype(np.uint8), np.ones((1, k), np.uint8)).astype(bool)
+        if lines.any():
+            out = fill_rows(out, lines)
+        blobs = spatial & ~lines
+        if blobs.any():
+            out = inpaint_regions(out, blobs)
         return torch.from_numpy(np.ascontiguousarray(out)), det
+
+
+def fill_rows(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Fill masked pixels along each row by linear interpolation between the nearest unmasked
+    pixels on the left and right (thin vertical lines: the right neighbours to use)."""
+    h, w = mask.shape
+    idx = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
+    left = np.maximum.accumulate(np.where(mask, -1, idx), axis=1)
+    right = np.minimum.accumulate(np.where(mask, w, idx)[:, ::-1], axis=1)[:, ::-1]
+    ys, xs = np.nonzero(mask)
+    li, ri = left[ys, xs], right[ys, xs]
+    has_l, has_r = li >= 0, ri < w
+    li, ri = np.clip(li, 0, w - 1), np.clip(ri, 0, w - 1)
+    t = np.where(has_l & has_r, (xs - li) / np.maximum(ri - li, 1), np.where(has_l, 0.0, 1.0))[:, None]
+    out = x.copy()
+    out[ys, xs] = (x[ys, li] * (1 - t) + x[ys, ri] * t).astype(x.dtype)
+    return out
+
+
+def inpaint_regions(x: np.ndarray, mask: np.ndarray, pad: int = 8) -> np.ndarray:
+    """OpenCV (Telea) inpainting of each masked blob inside its own padded box (cheap for specks)."""
+    h, w = mask.shape
+    out = x.copy()
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    for bx, by, bw, bh, _ in stats[1:]:
+        x0, y0 = max(0, bx - pad), max(0, by - pad)
+        x1, y1 = min(w, bx + bw + pad), min(h, by + bh + pad)
+        m = mask[y0:y1, x0:x1]
+        u8 = np.clip(out[y0:y1, x0:x1] * 255 + 0.5, 0, 255).astype(np.uint8)
+        fill = cv2.inpaint(u8, m.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32) / 255
+        region = out[y0:y1, x0:x1]
+        region[m] = fill[m]
+    return out
 
 
 def dust_scratches(stream: FrameStream, settings: DustSettings = DustSettings(),
