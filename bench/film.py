@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("REMASTER_SHARED", ROOT.parent / "shared"))
 
-from remaster.media.decode import open_video  # noqa: E402
-from remaster.stages import denoise_regrain as DN  # noqa: E402
-from remaster.stages import dust_scratches as DS  # noqa: E402
-from remaster.stages import fade_restore as FR  # noqa: E402
-from remaster.stages import film_damage as D  # noqa: E402
-from remaster.stages import stabilise as SB  # noqa: E402
-from remaster.stages import tape_fixes as TF  # noqa: E402
-from remaster.stream import from_tensor  # noqa: E402
+from remaster.media.decode import open_video
+from remaster.stages import denoise_regrain as DN
+from remaster.stages import dust_scratches as DS
+from remaster.stages import fade_restore as FR
+from remaster.stages import film_damage as D
+from remaster.stages import stabilise as SB
+from remaster.stages import tape_fixes as TF
+from remaster.stream import from_tensor
 
 CLIPS = ["juggle_720p24.mp4", "dog_720p30_audio.mp4", "bedroom_540p30.mp4"]
 SEVERITIES = [0.5, 1.0, 2.0]
@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--tape", action="store_true", help="also the VHS table (and stills)")
     ap.add_argument("--skip-film", action="store_true")
     a = ap.parse_args()
-    print(f"| clip | severity | damaged PSNR / SSIM / flicker | ffmpeg chain | ours |")
+    print("| clip | severity | damaged PSNR / SSIM / flicker | ffmpeg chain | ours |")
     print("|---|---|---|---|---|")
     summary: dict = {}
     for name in ([] if a.skip_film else a.clips):

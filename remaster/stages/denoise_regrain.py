@@ -26,7 +26,7 @@ from . import flow as flowlib
 from .film import grain as add_grain
 from .temporal_window import Window, windowed
 
-__all__ = ["DenoiseSettings", "denoise_regrain", "measure_grain", "DenoiseError"]
+__all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -92,7 +92,6 @@ class Denoiser:
             wi = wi.permute(1, 2, 0).numpy()
             warped.append(wi)
             dists.append(cv2.blur((wi @ _LUMA - g) ** 2, (5, 5)))
-        d0 = np.sqrt(dists[0])
         sigma2 = max(float(np.median(dists[0])) / 2.0, 1e-6) / 0.4549  # median of chi²(1) ≈ 0.455
         h2 = 2.0 * sigma2 * (s.strength ** 2) * 1.5
         acc = x.copy()
@@ -103,7 +102,6 @@ class Denoiser:
             acc += wi * wt[..., None]
             wsum += wt
         y = acc / wsum[..., None]
-        del d0
         if s.regrain > 0:
             amp, size = measure_grain(x - y, g)
             y = add_grain(torch.from_numpy(np.ascontiguousarray(y, np.float32))[None], it.index, amp * s.regrain,

@@ -31,7 +31,7 @@ from ..stream import FrameStream
 from . import flow as flowlib
 from .temporal_window import Companion, Window, check_companion, windowed
 
-__all__ = ["DustSettings", "DustScratches", "dust_scratches", "DustError"]
+__all__ = ["DustError", "DustScratches", "DustSettings", "dust_scratches"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -104,7 +104,6 @@ def line_map(g: np.ndarray, k: float, min_cover: float = 0.55) -> np.ndarray:
     t = max(0.03, k * sigma)
     out = np.zeros((h, w), bool)
     ys = np.arange(h)
-    xs = np.arange(w)
     for sign in (1, -1):
         cand = (sign * r) > t
         if cand.mean() < 1e-4:
@@ -269,7 +268,7 @@ def inpaint_regions(x: np.ndarray, mask: np.ndarray, pad: int = 8) -> np.ndarray
     """OpenCV (Telea) inpainting of each masked blob inside its own padded box (cheap for specks)."""
     h, w = mask.shape
     out = x.copy()
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     for bx, by, bw, bh, _ in stats[1:]:
         x0, y0 = max(0, bx - pad), max(0, by - pad)
         x1, y1 = min(w, bx + bw + pad), min(h, by + bh + pad)

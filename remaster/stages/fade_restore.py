@@ -30,7 +30,7 @@ from .film_damage import STOCKS
 from .lut import linear_to_srgb, srgb_to_linear
 from .temporal_window import Companion, Window, check_companion, windowed
 
-__all__ = ["FadeSettings", "restore_fade", "FadeError", "MODES"]
+__all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
 
 MODES = ("auto",) + tuple(k for k in STOCKS if k != "none")
 _EPS = 1e-3

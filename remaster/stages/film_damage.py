@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -33,7 +32,7 @@ import torch
 from ..stream import FrameStream
 from .film import grain as add_grain
 
-__all__ = ["PRESETS", "STOCKS", "DamageSettings", "damage_frame", "film_damage", "fade", "DamageError"]
+__all__ = ["PRESETS", "STOCKS", "DamageError", "DamageSettings", "damage_frame", "fade", "film_damage"]
 
 
 class DamageError(ValueError):

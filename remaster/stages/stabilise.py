@@ -22,7 +22,7 @@ from ..stream import FrameStream
 from . import flow as flowlib
 from .temporal_window import Window, windowed
 
-__all__ = ["StabiliseSettings", "stabilise", "frame_motion", "StabiliseError", "EDGES"]
+__all__ = ["EDGES", "StabiliseError", "StabiliseSettings", "frame_motion", "stabilise"]
 
 EDGES = ("reflect", "replicate", "black", "crop")
 

@@ -25,7 +25,7 @@ from ..stream import FrameStream
 from . import flow as flowlib
 from .temporal_window import Window, windowed
 
-__all__ = ["TapeSettings", "tape_fixes", "TapeError", "HEAD_MODES", "chroma_delay"]
+__all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 
 HEAD_MODES = ("off", "black", "inpaint", "crop")
 _YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)

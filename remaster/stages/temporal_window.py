@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 
@@ -24,14 +25,14 @@ from .. import host
 from ..stream import Chunk, FrameStream
 from .scenes import CutDetector
 
-__all__ = ["Item", "Window", "ShotWindow", "windowed", "check_companion", "Companion"]
+__all__ = ["Companion", "Item", "ShotWindow", "Window", "check_companion", "windowed"]
 
 
 @dataclass
 class Item:
     index: int
     frame: torch.Tensor  # [H,W,3]
-    mask: Optional[torch.Tensor]
+    mask: torch.Tensor | None
     aux: Any = None
 
 
@@ -52,7 +53,7 @@ class Window:
     def index(self) -> int:
         return self.item.index
 
-    def neighbours(self, radius: Optional[int] = None) -> list:
+    def neighbours(self, radius: int | None = None) -> list:
         """Other items within ``radius`` frames, nearest first (previous before next at equal distance)."""
         out = [(abs(k - self.centre), k < self.centre, it) for k, it in enumerate(self.items) if k != self.centre]
         if radius is not None:
@@ -62,8 +63,8 @@ class Window:
 
 
 class ShotWindow:
-    def __init__(self, radius: int, cuts: Optional[list] = None,
-                 prepare: Optional[Callable[[int, torch.Tensor, bool], Any]] = None) -> None:
+    def __init__(self, radius: int, cuts: list | None = None,
+                 prepare: Callable[[int, torch.Tensor, bool], Any] | None = None) -> None:
         if radius < 0:
             raise ValueError(f"window radius must be ≥ 0, got {radius}")
         self.r = int(radius)
@@ -158,7 +159,7 @@ def windowed(stream: FrameStream, name: str, params: dict, radius: int,
     return stream.derive(name, dict(params, radius=int(radius)), producer, info)
 
 
-def check_companion(stream: FrameStream, other: Optional[FrameStream], what: str) -> None:
+def check_companion(stream: FrameStream, other: FrameStream | None, what: str) -> None:
     """A second stream read in step with ``stream`` (a mask, a reference clip) must have the same
     size and frame count; raise a one-line error naming the input before any work is done."""
     if other is None:
@@ -175,7 +176,7 @@ def check_companion(stream: FrameStream, other: Optional[FrameStream], what: str
 class Companion:
     """Frames of a second stream handed out in step with the main one (a single pass over it)."""
 
-    def __init__(self, other: Optional[FrameStream], chunk_size: int) -> None:
+    def __init__(self, other: FrameStream | None, chunk_size: int) -> None:
         self._it = other.frames(chunk_size) if other is not None else None
 
     def take(self, index: int):

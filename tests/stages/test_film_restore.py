@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import clip
+
 from remaster.media.decode import open_video
 from remaster.stages import denoise_regrain as DN
 from remaster.stages import dust_scratches as DS
@@ -164,7 +164,7 @@ def test_restore_faded_colour_auto_and_stock():
 
 def test_tape_fixes_improve_a_vhs_copy():
     x = _real("dog_720p30_audio.mp4", frames=6, side=480)
-    dmg, masks = _damage(x, D.DamageSettings(preset="vhs", seed=2, noise_bands=3.0))
+    dmg, _ = _damage(x, D.DamageSettings(preset="vhs", seed=2, noise_bands=3.0))
     out = TF.tape_fixes(from_tensor(dmg, 30)).read().frames
     assert _psnr(out, x) > _psnr(dmg, x) + 2
     assert abs(TF.chroma_delay(dmg[0].numpy() @ TF._YCC.T) - 2.5 * 270 / 720) < 0.6
@@ -235,7 +235,7 @@ def test_companions_of_another_size_or_length_fail_before_any_work():
 
 def test_protect_mask_keeps_areas_untouched():
     x = _real(frames=7, side=320)
-    dmg, masks = _damage(x, D.DamageSettings(preset="16mm", seed=3, dust=4.0))
+    dmg, _ = _damage(x, D.DamageSettings(preset="16mm", seed=3, dust=4.0))
     protect = torch.zeros(len(x), *x.shape[1:3])
     protect[:, :, : x.shape[2] // 2] = 1.0
     out = DS.dust_scratches(from_tensor(dmg), protect=from_tensor(dmg, mask=protect)).read().frames
@@ -247,12 +247,13 @@ def test_protect_mask_keeps_areas_untouched():
 # ---- shipped workflows --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["restore_film", "restore_tape"])
 def test_restore_workflows_run_end_to_end_and_keep_audio(name, tmp_path, clips_dir):
-    import av
     from pathlib import Path
+
+    import av
+    from spandrel.architectures.Compact import Compact
 
     from remaster import host
     from remaster.cli import main
-    from spandrel.architectures.Compact import Compact
 
     d = host.model_dirs("upscale_models")[0]
     d.mkdir(parents=True, exist_ok=True)
