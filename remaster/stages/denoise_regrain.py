@@ -92,7 +92,10 @@ class Denoiser:
             wi = wi.permute(1, 2, 0).numpy()
             warped.append(wi)
             dists.append(cv2.blur((wi @ _LUMA - g) ** 2, (5, 5)))
-        sigma2 = max(float(np.median(dists[0])) / 2.0, 1e-6) / 0.4549  # median of chi²(1) ≈ 0.455
+        # noise variance from the best-matching neighbour (median of chi²(1) ≈ 0.455), capped so a
+        # neighbour from an unrecognised other shot cannot pass for noise
+        med = min(float(np.median(d[::4, ::4])) for d in dists)
+        sigma2 = min(max(med / 2.0, 1e-6) / 0.4549, 0.06 ** 2)
         h2 = 2.0 * sigma2 * (s.strength ** 2) * 1.5
         acc = x.copy()
         wsum = np.ones((h, wd), np.float32)

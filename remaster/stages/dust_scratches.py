@@ -170,12 +170,13 @@ class DustScratches:
             gm = float(g.mean())
             lumas = [lm * (gm / max(float(lm.mean()), 1e-4)) for lm in lumas]
             one_sided = len({nb.index < it.index for nb in nbs}) < 2
-            k = self.k * (1.5 if one_sided else 1.0)  # one side only: occlusions look like defects
+            side = 2.0 if one_sided else 1.0  # one side only: occlusions look like defects
+            k = self.k * side
             lo1, hi1 = np.min(lumas, 0), np.max(lumas, 0)
             gb = cv2.blur(g, (3, 3))
             lb = np.stack([cv2.blur(lm, (3, 3)) for lm in lumas])
             sigma = _robust_sigma(gb - lb[0])
-            thr = max(0.045, k * sigma)
+            thr = max(0.045 * side, k * sigma)
             lo, hi = lb.min(0), lb.max(0)
             # the nearest neighbours unwarped too: where the flow fails (non-rigid, periodic
             # texture) the content often still matches in place; a speck matches in neither
@@ -192,7 +193,7 @@ class DustScratches:
                 lo1, hi1 = np.minimum(lo1, np.min(raw1, 0)), np.maximum(hi1, np.max(raw1, 0))
                 oor1 = np.maximum(g - hi1, lo1 - g) - 0.5 * spread
                 sigma1 = _robust_sigma(g - lumas[0])
-                core |= oor1 > max(0.08, 1.3 * k * sigma1)
+                core |= oor1 > max(0.08 * side, 1.3 * k * sigma1)
                 motion = np.max(np.stack(mags), 0)
                 if one_sided:  # first/last frame of a shot: only trust still areas
                     core &= motion < 1.0

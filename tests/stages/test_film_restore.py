@@ -269,3 +269,16 @@ def test_restore_workflows_run_end_to_end_and_keep_audio(name, tmp_path, clips_d
         v = c.streams.video[0]
         n = sum(1 for _ in c.decode(v))
         assert (n, v.width, v.height, bool(c.streams.audio)) == (8, 192, 108, True)  # 0.3 s at 29.97 fps
+
+
+def test_windows_stop_at_scene_cuts():
+    a = _real("juggle_720p24.mp4", frames=10, side=320)
+    b = _real("dog_720p30_audio.mp4", frames=10, side=320)
+    b = torch.nn.functional.interpolate(b.permute(0, 3, 1, 2), size=a.shape[1:3], mode="area").permute(0, 2, 3, 1)
+    x = torch.cat([a, b])  # a hard cut at frame 10
+    det = DS.dust_scratches(from_tensor(x, 24), mask_output=True).read().mask.numpy()
+    assert det[9].mean() < 0.01 and det[10].mean() < 0.01  # the other shot is never taken for a defect
+    den = DN.denoise_regrain(from_tensor(x, 24)).read().frames
+    assert _psnr(den[10], x[10]) > 30 and _psnr(den[9], x[9]) > 30  # nothing blended across the cut
+    st = SB.stabilise(from_tensor(x, 24), SB.StabiliseSettings(radius=4)).read().frames
+    assert _psnr(st[10], x[10]) > 25  # the path restarts: no jump carried over from the other shot
