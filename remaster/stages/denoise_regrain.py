@@ -95,7 +95,7 @@ class Denoiser:
         # noise variance from the best-matching neighbour (median of chi²(1) ≈ 0.455), capped so a
         # neighbour from an unrecognised other shot cannot pass for noise
         med = min(float(np.median(d[::4, ::4])) for d in dists)
-        sigma2 = min(max(med / 2.0, 1e-6) / 0.4549, 0.06 ** 2)
+        sigma2 = min(max(med / 2.0, 1e-6) / 0.4549, 0.1 ** 2)
         h2 = 2.0 * sigma2 * (s.strength ** 2) * 1.5
         acc = x.copy()
         wsum = np.ones((h, wd), np.float32)
