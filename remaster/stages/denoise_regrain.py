@@ -2,7 +2,7 @@
 matched to the measured grain of the source put back.
 
 Denoise. The neighbours ``i±1 .. i±radius`` of the same shot are warped onto frame ``i`` with
-dense optical flow (:mod:`remaster.stages.flow`). Each gets a per-pixel weight from how well it
+dense optical flow (:mod:`remaster.analysis.flow`). Each gets a per-pixel weight from how well it
 matches the frame on a 5×5 neighbourhood (patch distance relative to the noise level, as in a
 temporal non-local mean), so occlusions and flow errors get no weight and detail is never
 averaged with the wrong content. The noise level ``sigma`` is measured per frame from the
@@ -10,7 +10,7 @@ compensated differences (robust median), so grain of any strength is handled wit
 
 Regrain. The removed residual ``frame - denoised`` is the grain: its standard deviation in the
 mid-tones and its size (from the correlation of neighbouring residual pixels) are measured and
-fresh, seeded grain with those properties is added by :func:`remaster.stages.film.grain` times
+fresh, seeded grain with those properties is added by :func:`remaster.analysis.filmstock.grain` times
 ``regrain`` (0 = clean, 1 = as much grain as the source had, but no longer noisy in time).
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from . import flow as flowlib
-from .film import grain as add_grain
-from .temporal_window import Window, windowed
+from ..analysis import flow as flowlib
+from ..analysis.filmstock import grain as add_grain
+from ..analysis.window import Window, windowed
 
 __all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 

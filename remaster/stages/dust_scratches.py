@@ -3,7 +3,7 @@ frames (motion compensated) or from the surrounding picture.
 
 One-frame defects (dust, dirt, hairs, blotches, tape dropouts). Each neighbour ``i±1, i±2`` of
 the same shot is warped onto frame ``i`` with dense optical flow (OpenCV DIS, on a downscaled grey
-copy, :mod:`remaster.stages.flow`). A pixel is a defect when its (lightly blurred) luma lies
+copy, :mod:`remaster.analysis.flow`). A pixel is a defect when its (lightly blurred) luma lies
 outside the range spanned by *all* compensated neighbours by more than a threshold: real content
 is present in at least one neighbour (occlusions uncover it on one side), a speck is present in
 none. The threshold is ``k`` times the robust spread of the frame-to-neighbour difference (so it
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from . import flow as flowlib
-from .temporal_window import Companion, Window, check_companion, windowed
+from ..analysis import flow as flowlib
+from ..analysis.window import Companion, Window, check_companion, windowed
 
 __all__ = ["DustError", "DustScratches", "DustSettings", "dust_scratches"]
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from .film_damage import STOCKS
-from .lut import linear_to_srgb, srgb_to_linear
-from .temporal_window import Companion, Window, check_companion, windowed
+from ..analysis.filmstock import STOCKS
+from ..analysis.colourspace import linear_to_srgb, srgb_to_linear
+from ..analysis.window import Companion, Window, check_companion, windowed
 
 __all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
 

@@ -26,38 +26,12 @@ from .. import host
 from ..stream import Chunk, FrameStream, Temporal, rebatch, source_span
 from ..temporal import iter_windows
 from ..analysis import scenes
-from ..analysis.colourspace import LUMA_709 as LUMA
+from ..analysis.filmstock import grain
 
 
 
 class FilmError(ValueError):
     pass
-
-
-def grain(frames: torch.Tensor, first_index: int, amount: float, size: float = 1.5, colour: float = 0.0,
-          seed: int = 0) -> torch.Tensor:
-    """Add grain to ``frames`` ``[n, H, W, 3]`` whose first frame is number ``first_index``."""
-    if amount <= 0:
-        return frames
-    n, h, w, _ = frames.shape
-    gh, gw = max(1, round(h / max(size, 0.5))), max(1, round(w / max(size, 0.5)))
-    out = []
-    lw = torch.tensor(LUMA, device=frames.device, dtype=frames.dtype)
-    for i in range(n):
-        g = torch.Generator().manual_seed((int(seed) * 1_000_003 + first_index + i) & 0x7FFFFFFFFFFF)
-        noise = torch.randn(4, gh, gw, generator=g)  # one mono plane + three colour planes
-        if (gh, gw) != (h, w):
-            noise = F.interpolate(noise.unsqueeze(0), size=(h, w), mode="bicubic", align_corners=False)[0]
-        noise = noise / noise.flatten(1).std(1).clamp(min=1e-6)[:, None, None]  # unit strength at any size
-        noise = noise.to(frames.device, frames.dtype)
-        mono, chroma = noise[0], noise[1:].permute(1, 2, 0)
-        n3 = mono.unsqueeze(-1) * (1.0 - colour) + chroma * colour
-        x = frames[i]
-        y = (x * lw).sum(-1, keepdim=True)
-        # strongest in the mid-tones, falling off toward black and white
-        response = 0.15 + 0.85 * (4.0 * y * (1.0 - y)).clamp(0, 1).sqrt()
-        out.append(x + n3 * response * amount)
-    return torch.stack(out).clamp(0.0, 1.0)
 
 
 def _median(window: list, centre: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ Film (order of the physical process, camera to projector):
   blotches (water marks, mould) → line scratches (guides and rollers scrape along the travel, at a
   small angle that depends on the gauge; they last many frames, drift and vary in depth) → dust,
   dirt and hairs (one frame each, dark on the print, bright when on the negative) → vignetting →
-  exposure flicker → silver grain (luminance dependent, :func:`remaster.stages.film.grain`).
+  exposure flicker → silver grain (luminance dependent, :func:`remaster.analysis.filmstock.grain`).
 Tape (VHS, early DV): horizontal-streaky luma noise, chroma bandwidth loss (bleed) and delay,
 noise bands with a colour shift, dropouts (short bright streaks; 8×8 block errors for DV) and
 head-switching noise (skewed, noisy bottom lines).
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from .film import grain as add_grain
+from ..analysis.filmstock import STOCKS, grain as add_grain  # noqa: F401  (STOCKS: the presets' dyes)
 
 __all__ = ["PRESETS", "STOCKS", "DamageError", "DamageSettings", "damage_frame", "fade", "film_damage"]
 
@@ -41,13 +41,6 @@ class DamageError(ValueError):
 
 # dye fading per stock: density kept by the cyan, magenta, yellow dye layers (red, green, blue
 # channels) at full fading, base fog/stain density added per channel, and chroma kept (Lab)
-STOCKS = {
-    "none": dict(keep=(1.0, 1.0, 1.0), fog=(0.0, 0.0, 0.0), chroma=1.0),
-    "eastmancolor": dict(keep=(0.55, 0.92, 0.68), fog=(0.02, 0.03, 0.05), chroma=0.8),  # magenta/pink
-    "ektachrome": dict(keep=(0.72, 0.85, 0.55), fog=(0.0, 0.02, 0.08), chroma=0.8),  # red-magenta
-    "agfacolor": dict(keep=(0.62, 0.70, 0.92), fog=(0.03, 0.02, 0.0), chroma=0.75),  # yellow-brown
-    "kodachrome": dict(keep=(0.93, 0.95, 0.88), fog=(0.0, 0.0, 0.02), chroma=0.95),  # very stable
-}
 
 # per-gauge defaults (strengths at severity 1, sizes for a 720-line frame)
 PRESETS = {

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from . import flow as flowlib
-from .temporal_window import Window, windowed
+from ..analysis import flow as flowlib
+from ..analysis.window import Window, windowed
 
 __all__ = ["EDGES", "StabiliseError", "StabiliseSettings", "frame_motion", "stabilise"]
 

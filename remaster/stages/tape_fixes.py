@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
-from . import flow as flowlib
-from .temporal_window import Window, windowed
+from ..analysis import flow as flowlib
+from ..analysis.window import Window, windowed
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 

@@ -12,7 +12,7 @@ from remaster.stages import denoise_regrain as DN
 from remaster.stages import dust_scratches as DS
 from remaster.stages import fade_restore as FR
 from remaster.stages import film_damage as D
-from remaster.stages import flow as FL
+from remaster.analysis import flow as FL
 from remaster.stages import stabilise as SB
 from remaster.stages import tape_fixes as TF
 from remaster.stream import AudioRef, FrameStream, from_tensor
@@ -253,7 +253,7 @@ def test_restore_workflows_run_end_to_end_and_keep_audio(name, tmp_path, clips_d
     from spandrel.architectures.Compact import Compact
 
     from remaster import host
-    from remaster.cli import main
+    from remaster.headless.cli import main
 
     d = host.model_dirs("upscale_models")[0]
     d.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ The film and tape restoration stages look at frames ``i-r .. i+r`` of the same s
 frame ``i``. :class:`ShotWindow` buffers at most ``2r+1`` frames: ``push(chunk)`` returns the
 windows that became complete, ``finish()`` the rest at the end of the stream. Scene cuts come
 from the stream's metadata when a Scene Cuts node attached them, otherwise they are detected
-incrementally while frames arrive (:class:`remaster.stages.scenes.CutDetector`), so the upstream
+incrementally while frames arrive (:class:`remaster.analysis.scenes.CutDetector`), so the upstream
 is iterated exactly once. ``prepare(index, frame, first_of_shot)`` runs once per frame as it
 arrives (a grey thumbnail for optical flow, a motion estimate against the previous frame...) and
 its result travels with the frame as ``aux``.
