@@ -25,7 +25,7 @@ class CheckpointLoaderSimple(_Core):
 
     @classmethod
     def INPUT_TYPES(cls):
-        from . import host
+        from .. import host
 
         names = host.list_model_files("checkpoints") or ["v1-5-pruned-emaonly-fp16.safetensors"]
         return {"required": {"ckpt_name": (names, {"tooltip": "The name of the checkpoint (model) to load."})}}
