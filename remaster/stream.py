@@ -37,6 +37,7 @@ from .streamtypes import (  # noqa: F401  (re-exported: the stream's data types 
     RangeView,
     audio_range,
     fingerprint_of,
+    iter_frames,
     rebatch,
     source_span,
 )
@@ -226,9 +227,7 @@ class FrameStream:
 
     def frames(self, chunk_size: Optional[int] = None) -> Iterator[tuple]:
         """Yield ``(index, frame[H,W,3], mask[H,W] or None)`` one at a time."""
-        for chunk in self.chunks(chunk_size):
-            for i in range(len(chunk)):
-                yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
+        return iter_frames(self.chunks(chunk_size))
 
     def read(self, start: int = 0, stop: Optional[int] = None, max_frames: int = 10_000) -> Chunk:
         """Collect frames ``start..stop`` into one chunk (for previews and short clips). Only the

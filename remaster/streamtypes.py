@@ -262,6 +262,13 @@ def rebatch(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
         yield Chunk(start, frames, masks)
 
 
+def iter_frames(chunks: Iterator[Chunk]) -> Iterator[tuple]:
+    """``(index, frame[H,W,3], mask[H,W] or None)`` one at a time from a chunk iterator."""
+    for chunk in chunks:
+        for i in range(len(chunk)):
+            yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
+
+
 class RangeView:
     """What a stage's producer sees as its upstream during a range pass: the upstream stream,
     whose passes cover only ``span``."""
@@ -279,9 +286,7 @@ class RangeView:
         return self.chunks()
 
     def frames(self, chunk_size: Optional[int] = None) -> Iterator[tuple]:
-        for chunk in self.chunks(chunk_size):
-            for i in range(len(chunk)):
-                yield chunk.start + i, chunk.frames[i], None if chunk.mask is None else chunk.mask[i]
+        return iter_frames(self.chunks(chunk_size))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

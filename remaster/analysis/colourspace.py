@@ -9,6 +9,8 @@ import torch
 
 LUMA_709 = (0.2126, 0.7152, 0.0722)  # Rec.709 / sRGB luma weights
 LUMA_601 = (0.299, 0.587, 0.114)  # Rec.601 (what OpenCV's RGB->grey uses)
+# full-range BT.601 RGB -> Y, Cb, Cr (JPEG / analogue tape's colour-difference signals)
+YCC_601 = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 
 
 def srgb_to_linear(v: torch.Tensor) -> torch.Tensor:

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
+from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
 from ..analysis.filmstock import grain as add_grain
 from ..analysis.window import Window, windowed
 
 __all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = np.array(LUMA_601, np.float32)
 
 
 class DenoiseError(ValueError):

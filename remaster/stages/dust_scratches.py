@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from ..stream import FrameStream
+from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
 from ..analysis.window import Companion, Window, check_companion, windowed
 
 __all__ = ["DustError", "DustScratches", "DustSettings", "dust_scratches"]
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = np.array(LUMA_601, np.float32)
 
 
 class DustError(ValueError):

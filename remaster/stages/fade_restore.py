@@ -27,7 +27,7 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis.filmstock import STOCKS
-from ..analysis.colourspace import linear_to_srgb, srgb_to_linear
+from ..analysis.colourspace import LUMA_709, linear_to_srgb, srgb_to_linear
 from ..analysis.window import Companion, Window, check_companion, windowed
 
 __all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
@@ -68,7 +68,7 @@ class FadeSettings:
 def measure(frame: np.ndarray, low: float, high: float) -> dict:
     small = cv2.resize(frame, (160, max(1, round(160 * frame.shape[0] / frame.shape[1]))), interpolation=cv2.INTER_AREA)
     lg = np.log10(np.clip(small.reshape(-1, 3), _EPS, 1.0))
-    lum = float(srgb_to_linear(torch.from_numpy(small)).mean((0, 1)) @ torch.tensor([0.2126, 0.7152, 0.0722]))
+    lum = float(srgb_to_linear(torch.from_numpy(small)).mean((0, 1)) @ torch.tensor(LUMA_709))
     return {"lo": np.percentile(lg, low, axis=0), "hi": np.percentile(lg, high, axis=0), "luma": lum}
 
 

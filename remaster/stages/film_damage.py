@@ -31,6 +31,7 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis.filmstock import STOCKS, grain as add_grain  # noqa: F401  (STOCKS: the presets' dyes)
+from ..analysis.colourspace import YCC_601
 
 __all__ = ["PRESETS", "STOCKS", "DamageError", "DamageSettings", "damage_frame", "fade", "film_damage"]
 
@@ -254,7 +255,7 @@ def _flicker(index: int, p: dict, st: DamageSettings) -> float:
 
 
 # ---- tape defects -----------------------------------------------------------------------------
-_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_YCC = np.array(YCC_601, np.float32)
 _RGB = np.linalg.inv(_YCC).astype(np.float32)
 
 

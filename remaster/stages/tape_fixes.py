@@ -24,11 +24,12 @@ import torch
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
 from ..analysis.window import Window, windowed
+from ..analysis.colourspace import YCC_601
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 
 HEAD_MODES = ("off", "black", "inpaint", "crop")
-_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_YCC = np.array(YCC_601, np.float32)
 _RGB = np.linalg.inv(_YCC).astype(np.float32)
 
 
