@@ -47,23 +47,19 @@ def widget_slots(cls) -> list[tuple[str, str]]:
     """The node's ``widgets_values`` layout as ComfyUI's frontend saves it: ``(name, kind)`` with
     kind ``value`` (an input's widget), ``control`` (the "control after generate" combo, right
     after its INT) or ``upload`` (the upload button the frontend adds to a node with an
-    image/video upload combo: appended to the *required* inputs, so after the last required
-    widget and before any optional one). Checked against golden files captured from the real
-    frontend (tests/data/frontend_widgets)."""
+    image/video upload combo: created after all the node's other widgets, optional ones included,
+    so its value is the last). Checked against golden files captured from the real frontend
+    (tests/data/frontend_widgets; Load Video's optional ``hdr`` comes before the upload value)."""
     slots: list[tuple[str, str]] = []
     inputs = _inputs(cls)
     upload = any(o.get(f) for _, t, o in inputs for f in UPLOAD_FLAGS if o["_section"] == "required")
-    placed = False
     for name, t, opts in inputs:
-        if upload and not placed and opts["_section"] == "optional":
-            slots.append(("upload", "upload"))
-            placed = True
         if not _is_widget(t, opts):
             continue
         slots.append((name, "value"))
         if _has_control(name, t, opts):
             slots.append((name, "control"))
-    if upload and not placed:
+    if upload:
         slots.append(("upload", "upload"))
     return slots
 
