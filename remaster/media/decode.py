@@ -529,7 +529,8 @@ def open_video(
         yield from _prefetched(lambda: _decode_chunks(p, plan, conv, keep_alpha, size))
 
     def seek(size: int, a: int, b: int) -> Iterator[Chunk]:  # a range: seek, decode only that
-        for ch in _prefetched(lambda: _decode_chunks(p, plan[a:b], dec_size, rotation, keep_alpha, size)):
+        conv = _Converter(p, dec_size, rotation, tonemap)
+        for ch in _prefetched(lambda: _decode_chunks(p, plan[a:b], conv, keep_alpha, size)):
             yield ch.with_(start=ch.start + a)
 
     return FrameStream(info, producer, fp, label=f"load:{os.path.basename(path)}", seek=seek)
@@ -558,16 +559,18 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
         return False
 
     def work() -> None:
-        gen = make()
+        gen = None
         try:
+            gen = make()
             for chunk in gen:
                 if not put(chunk):
                     return
             put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # handed to the consumer, raised there (a failure to start too)
             put(_Failed(exc))
         finally:
-            gen.close()
+            if gen is not None:
+                gen.close()
 
     thread = threading.Thread(target=work, name="remaster-decode", daemon=True)
     thread.start()
