@@ -118,3 +118,16 @@ def decode_all(path: Path) -> np.ndarray:
     """All frames as uint8 RGB via PyAV with the file's own colour tags (like a player)."""
     with av.open(str(path)) as c:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def assert_same_video(a, b, min_psnr: float = 38.0) -> None:
+    """Decoded frames of a segmented run against a single run: same count and size, and the same
+    picture within what one lossy re-encode allows. (A passthrough keeps the source's YUV when it
+    runs in one go, while its segments go through lossless RGB once; x264 then codes slightly
+    different input. Chains that change pixels convert to RGB either way.)"""
+    import numpy as np
+
+    assert a.shape == b.shape, (a.shape, b.shape)
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    psnr = 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    assert psnr >= min_psnr, f"segmented output differs from the single run: PSNR {psnr:.1f} dB"
