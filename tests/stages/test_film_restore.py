@@ -259,6 +259,14 @@ def test_restore_workflows_run_end_to_end_and_keep_audio(name, tmp_path, clips_d
     d.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     torch.save({"params": Compact(num_conv=4, upscale=4).state_dict()}, d / "realesr-general-x4v3.pth")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from test_rife import official_state_dict  # the graph names RIFE (multiplier 1 = off): the file must exist
+
+    r = host.model_dirs("rife")[0]
+    r.mkdir(parents=True, exist_ok=True)
+    torch.save(official_state_dict("4.25"), r / "rife425.pth")
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / f"{name}.mp4"
     code = main(["run", str(root / "workflows" / "api" / f"{name}.json"), "--input", str(clip("dog_720p30_audio.mp4")),
