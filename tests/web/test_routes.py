@@ -265,8 +265,8 @@ def test_progress_reaches_the_ui(fake_server):
     finally:
         host.remove_progress_listener(listener)
     msgs = [d for e, d in sent if e == host.PROGRESS_EVENT]
-    # throttled: the first update, the last one (done == total) and the close
+    # throttled: the opening (total known before the first frame), the last one (done == total), the close
     assert [(m["node"], m["done"], m["closed"]) for m in msgs] == [
-        ("4", 1, False), ("4", 10, False), ("4", 10, True), ("7", 3, False)]
+        ("4", 0, False), ("4", 10, False), ("4", 10, True), ("7", 0, False), ("7", 3, False)]
     assert msgs[1]["total"] == 10 and msgs[1]["fps"] > 0 and msgs[1]["eta"] == 0
     json.dumps(msgs)  # websocket payloads must be JSON
