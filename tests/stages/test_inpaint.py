@@ -48,7 +48,8 @@ def test_pixels_outside_dilated_mask_equal_source_decode():
     assert got.frames.shape == ref.frames.shape
     region = inp.edit_region(src.read().mask, grow=4, radius=8)
     outside = ~region[..., None].expand_as(got.frames)
-    assert torch.equal(got.frames[outside], ref.frames[outside])
+    # the decoder gives float RGB straight from YUV; FFV1 RGB stores 8 bits: equal to within that rounding
+    assert float((got.frames[outside] - ref.frames[outside]).abs().max()) <= 0.5 / 255 + 1e-6
     # and the edit is really there inside the mask
     inside = region[..., None].expand_as(got.frames)
     assert float((got.frames - ref.frames).abs()[inside].mean()) > 0.03
