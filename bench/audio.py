@@ -70,14 +70,7 @@ def hum_figures(seconds: float) -> list[tuple]:
         h *= np.sqrt(np.mean(s**2) / np.mean(h**2))
         f = hm.HumFilter(RATE, 1)
         f.analyse(lambda: iter([(s + h)[None]]))
-
-        def run(sig):
-            g = hm.HumFilter(RATE, 1)
-            g.notches = f.notches
-            g._build()
-            return np.concatenate([g.process(sig[None, i:i + 9600])[0] for i in range(0, len(sig), 9600)])
-
-        yh, ys = run(h), run(s)
+        yh, ys = f.filtered(h, 9600), f.filtered(s, 9600)
         k0 = RATE // 2
         spec = lambda v: np.abs(np.fft.rfft(v[k0:] * np.hanning(len(v) - k0)))  # noqa: E731
         fr = np.fft.rfftfreq(len(s) - k0, 1 / RATE)
