@@ -92,6 +92,7 @@ class RemasterSpeechDenoise(_AudioNode):
     DESCRIPTION = (
         "Remove background noise (hiss, fan, traffic, room noise, babble) from speech with DeepFilterNet 3 "
         "(best) or RNNoise (fastest); both ship inside their Python packages, nothing is downloaded. "
+        "voice_isolation keeps only the voice (HT-Demucs vocals; its model file is listed in models.json). "
         "Works block by block on any length, resampling to the model's 48 kHz and back; the result lines "
         "up with the video to the sample. For 5.1 only the centre (dialogue) channel is cleaned by default."
     )
@@ -100,7 +101,9 @@ class RemasterSpeechDenoise(_AudioNode):
     def REQUIRED(cls):
         return {
             "method": (list(dn.METHODS), {"tooltip": "deepfilternet3: strongest, natural (about 10x real time "
-                                                      "on a CPU core). rnnoise: lighter and several times faster."}),
+                                                      "on a CPU core). rnnoise: lighter and faster. voice_isolation: "
+                                                      "keeps only the voice (removes music and effects too) with "
+                                                      "HT-Demucs; needs its model file in models/audio_separation."}),
             "strength": _number("FLOAT", 1.0, 0.0, 1.0, 0.05,
                                 "Mix with the original: 1 = fully denoised, 0.7 keeps some room tone."),
             "channels": (list(dn.CHANNEL_MODES), {

@@ -4,11 +4,13 @@
   MIT/Apache-2.0) called through its C API with ctypes; 48 kHz, 10 ms frames, 30 ms latency.
 * RNNoise (``pyrnnoise``: Xiph's RNNoise library, BSD-3) through the same kind of C API; 48 kHz,
   10 ms frames, 20 ms latency. Several times faster, gentler and less effective than DFN3.
+* Voice isolation: the vocals stem of HT-Demucs (:mod:`.separate`; weights from the registry,
+  not shipped in a wheel); 44.1 kHz, one 7.8 s segment of latency. Removes music and effects too.
 
 Both run per channel with their own recurrent state, fed block by block; several channels run in
 parallel threads (ctypes lets go of Python's lock during each C call). The latency each model
 adds is removed (the output lines up with the input to the sample), and ``strength`` mixes the
-result with the equally delayed original. Audio is resampled to 48 kHz for the model and back.
+result with the equally delayed original. Audio is resampled to the model's rate and back.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from . import io
 
 RATE = 48000
 FRAME = 480
-METHODS = ("deepfilternet3", "rnnoise")
+METHODS = ("deepfilternet3", "rnnoise", "voice_isolation")
 CHANNEL_MODES = ("auto", "each", "centre", "mono")
 _dfn_lib = None
 
@@ -127,21 +129,26 @@ class _RNNoise:
             self.st = None
 
 
-def _model(method: str):
+def _model(method: str, model_path: Optional[Path] = None):
     if method == "deepfilternet3":
         return _DFN3()
     if method == "rnnoise":
         return _RNNoise()
+    if method == "voice_isolation":
+        from .separate import Vocals
+
+        return Vocals(model_path)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
 class Denoiser:
     """A block stage at 48 kHz: the model on the chosen channels, mixed with the delayed original."""
 
-    def __init__(self, method: str, channels: int, strength: float = 1.0, only: Optional[list] = None):
+    def __init__(self, method: str, channels: int, strength: float = 1.0, only: Optional[list] = None,
+                 model_path: Optional[Path] = None):
         self.strength = float(np.clip(strength, 0.0, 1.0))
         self.only = list(range(channels)) if only is None else list(only)
-        self.models = {c: _model(method) for c in self.only}
+        self.models = {c: _model(method, model_path) for c in self.only}
         self.latency = next(iter(self.models.values())).latency if self.models else 0
         self.flush_samples = FRAME  # zeros the runner appends so the last partial frame comes out
         self.pending = np.zeros((channels, 0), np.float32)  # input not yet a whole frame
@@ -197,10 +204,17 @@ def denoise(ref: AudioRef, method: str = "deepfilternet3", strength: float = 1.0
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     _, src_ch = io.ref_format(ref)
     work_ch, only = channel_plan(channels, src_ch)
+    params = {"method": method, "strength": round(float(strength), 4), "channels": channels}
+    rate, path = RATE, None
+    if method == "voice_isolation":  # the model file is checked now, loaded when rendered
+        from . import separate
+        from ..models.cache import file_key
+
+        path = separate.model_path()
+        rate, params["model"] = separate.samplerate(path), list(file_key(path))
 
     def make(rate: int, ch: int) -> Denoiser:
-        return Denoiser(method, ch, strength, only)
+        return Denoiser(method, ch, strength, only, path)
 
-    params = {"method": method, "strength": round(float(strength), 4), "channels": channels}
-    return io.process(ref, "denoise", params, make, duration=duration, work_rate=RATE,
+    return io.process(ref, "denoise", params, make, duration=duration, work_rate=rate,
                       work_channels=work_ch, out_channels=work_ch)
