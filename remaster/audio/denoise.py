@@ -135,9 +135,9 @@ def _model(method: str, model_path: Optional[Path] = None):
     if method == "rnnoise":
         return _RNNoise()
     if method == "voice_isolation":
-        from .separate import Vocals
+        from . import separate
 
-        return Vocals(model_path)
+        return separate.Vocals(model_path or separate.model_path())
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
