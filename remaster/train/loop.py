@@ -33,7 +33,7 @@ from .. import host
 from ..models import registry
 from ..models import temporal_compact as tcm
 from ..analysis import flow as flowlib
-from ..stages.temporal_restore import TemporalRunner, autocast_dtype
+from ..stages.upscale.temporal import TemporalRunner, autocast_dtype
 from . import pairs as P
 
 log = logging.getLogger("remaster.train")

@@ -3,7 +3,7 @@ fusion, see :mod:`remaster.models.temporal_compact`) on the frame stream.
 
 Frames go through one at a time, in order: the previous frame's hidden features are warped to the
 current frame by optical flow computed on the *input* frames (with the forward-backward and
-photometric confidence of :func:`remaster.stages.temporal_consistency.motion_confidence`) and
+photometric confidence of :func:`remaster.analysis.flow.motion_confidence`) and
 fused in. State: one frame of features and one small grey frame. Scene cuts (attached or
 detected in the same pass) reset it. Whole frames, no tiling (the features of the previous frame
 must cover the frame); on a GPU the model runs in fp16/bf16 autocast.
@@ -16,13 +16,13 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import host
-from ..models import registry
-from ..models import temporal_compact as tcm
-from ..stream import Chunk, FrameStream
-from ..analysis import flow as flowlib
-from ..analysis import scenes
-from ..analysis.flow import motion_confidence, scale_flow
+from ... import host
+from ...models import registry
+from ...models import temporal_compact as tcm
+from ...stream import Chunk, FrameStream
+from ...analysis import flow as flowlib
+from ...analysis import scenes
+from ...analysis.flow import motion_confidence, scale_flow
 
 _cache: dict = {}
 
