@@ -14,6 +14,15 @@ def frames_input(tooltip: str = "Frame stream from a Remaster node (e.g. Load Vi
     return (FRAMES, {"tooltip": tooltip})
 
 
+def stream_inputs(required: dict | None = None, optional: dict | None = None, frames: str | None = None) -> dict:
+    """``INPUT_TYPES`` of a node on the frame stream: the ``frames`` socket first (``frames``: its
+    tooltip, if not the default), then ``required``; an ``optional`` section when given."""
+    out = {"required": {"frames": frames_input(frames) if frames else frames_input(), **(required or {})}}
+    if optional is not None:
+        out["optional"] = optional
+    return out
+
+
 def model_input(folder: str, tooltip: str, task: str | None = None) -> tuple:
     """A dropdown of model files: registry files for the folder plus the user's own files."""
     from remaster.models import registry
