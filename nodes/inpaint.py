@@ -1,4 +1,4 @@
-"""Video inpainting by keyframes (seed 001): Keyframes → Inpaint Keyframes → Select Candidates →
+"""Video inpainting by keyframes: Keyframes → Inpaint Keyframes → Select Candidates →
 Propagate Edit → Comparison, plus a rectangle mask source. Thin nodes over
 ``remaster.stages.inpaint.keyframes``, ``remaster.stages.inpaint`` and ``remaster.stages.package``."""
 from __future__ import annotations

@@ -130,16 +130,8 @@ def detect_config(sd: dict) -> RifeConfig:
     else:
         encoder, enc_hidden, enc_out = "none", 0, 0
     feat_out = block_out - 5 if block_out > 6 else 0
-    cfg = RifeConfig(
-        widths=tuple(widths),
-        in_channels=tuple(ins),
-        encoder=encoder,
-        enc_hidden=enc_hidden,
-        enc_out=enc_out,
-        block_out=block_out,
-        feat_out=feat_out,
-        accumulate_mask=encoder == "none",
-    )
+    cfg = RifeConfig(widths=tuple(widths), in_channels=tuple(ins), encoder=encoder, enc_hidden=enc_hidden,
+                     enc_out=enc_out, block_out=block_out, feat_out=feat_out, accumulate_mask=encoder == "none")
     first = 7 + 2 * enc_out
     later = 8 + 4 + 2 * enc_out + feat_out
     expected = (first,) + (later,) * (len(widths) - 1)
