@@ -4,6 +4,7 @@ from __future__ import annotations
 FRAMES = "REMASTER_FRAMES"  # the frame stream (remaster.stream.FrameStream)
 CUTS = "REMASTER_CUTS"  # scene cuts: list of frame indices where a new shot starts
 CATEGORY = "Remaster"
+NONE = "(none)"  # the first choice of an optional dropdown: nothing picked
 
 
 def category(group: str) -> str:
@@ -21,6 +22,11 @@ def stream_inputs(required: dict | None = None, optional: dict | None = None, fr
     if optional is not None:
         out["optional"] = optional
     return out
+
+
+def picked(value) -> str:
+    """A dropdown's value, or "" when nothing was picked (:data:`NONE`, empty or missing)."""
+    return "" if value in (NONE, None, "") else value
 
 
 def model_input(folder: str, tooltip: str, task: str | None = None) -> tuple:

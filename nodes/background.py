@@ -4,7 +4,7 @@ from __future__ import annotations
 from remaster import host
 from remaster.stages import background as bg_stage
 
-from ._common import FRAMES, StreamStage, category, stream_inputs
+from ._common import FRAMES, NONE, StreamStage, category, picked, stream_inputs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -37,7 +37,7 @@ class RemasterReplaceBackground(StreamStage):
                                "tooltip": "Blur strength (Gaussian sigma, pixels) for source=blur."}),
             "darken": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05,
                                  "tooltip": "How much to darken the background for source=blur (0 = not at all, 1 = black)."}),
-            "image": (["(none)"] + _input_images(), {"image_upload": True,
+            "image": ([NONE] + _input_images(), {"image_upload": True,
                                                 "tooltip": "Background picture for source=image (input folder; any path through the API)."}),
             "fit": (list(bg_stage.FITS), {"tooltip": "cover: fill the frame, crop the overflow. contain: whole picture, black bars. stretch: distort to fit."}),
             "loop": ("BOOLEAN", {"default": True, "tooltip": "source=stream shorter than the video: loop it (on) or hold its last frame (off)."}),
@@ -56,14 +56,14 @@ class RemasterReplaceBackground(StreamStage):
 
     @classmethod
     def VALIDATE_INPUTS(cls, image):
-        if image in ("", "(none)") or host.annotated_input_path(image).is_file():
+        if not picked(image) or host.annotated_input_path(image).is_file():
             return True
         return f"background image '{image}' not found in the input folder ({host.input_dir()}) or as a path"
 
     def run(self, frames, source="color", color="#00b140", blur=24.0, darken=0.3, image="", fit="cover", loop=True,
             decontaminate=True, light_wrap=0.0, wrap_radius=12.0, match_color=0.0, background=None,
             background_image=None):
-        image_path = str(host.annotated_input_path(image)) if source == "image" and image not in ("", "(none)") else None
+        image_path = str(host.annotated_input_path(image)) if source == "image" and picked(image) else None
         return (bg_stage.replace_background(
             frames, source=source, color=color, blur=blur, darken=darken, image=image_path, background=background,
             fit_mode=fit, loop=loop, decontaminate_edges=decontaminate, wrap=light_wrap, wrap_radius=wrap_radius,

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from remaster.stages import upscale as stage
 
-from ._common import FRAMES, category, model_input, stream_inputs
-
-NONE = "(none)"
+from ._common import FRAMES, NONE, category, model_input, picked, stream_inputs
 
 
 class RemasterUpscale:
@@ -57,7 +55,7 @@ class RemasterUpscale:
         out = stage.upscale(
             frames, model, scale=scale, target_height=target_height, precision=precision,
             tile=tile, overlap=overlap, denoise_strength=denoise_strength,
-            model_b="" if model_b in (NONE, None) else model_b, blend=blend,
+            model_b=picked(model_b), blend=blend,
         )
         return (out, out.info.width, out.info.height)
 
