@@ -15,7 +15,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .cache import MODELS, file_key
 from .ifnet import IFNet, RifeConfig, detect_config, strip_state_dict
+from .precision import pick_dtype
 
 log = logging.getLogger("remaster.rife")
 
@@ -26,24 +28,11 @@ __all__ = ["RifeConfig", "IFNet", "RifeModel", "detect_config", "load_rife", "co
 # loading and a convenient wrapper
 # ---------------------------------------------------------------------------------------------
 def compute_dtype_for(device: torch.device, precision: str = "auto") -> tuple:
-    """(dtype, channels_last) for a device: fp16 on CUDA, bf16+channels_last on fast-bf16 CPUs,
-    fp32 otherwise. ``precision`` "fp32"/"fp16"/"bf16" forces one."""
-    from .. import host
-
-    # channels_last pays off with bf16 on CPU only (measured: fp32 channels_last is slower there)
-    if precision == "fp32":
-        return torch.float32, False
-    if precision == "fp16":
-        return torch.float16, False
-    if precision == "bf16":
-        return torch.bfloat16, device.type == "cpu"
-    if precision != "auto":
-        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got '{precision}'")
-    if device.type == "cuda":
-        return torch.float16, False
-    if device.type == "cpu" and host.cpu_has_fast_bf16():
-        return torch.bfloat16, True
-    return torch.float32, False
+    """(dtype, channels_last): the pack's precision policy (:mod:`remaster.models.precision`: fp16 on
+    CUDA, bf16 on fast-bf16 CPUs, fp32 otherwise; "fp32"/"fp16"/"bf16" force one). channels_last
+    pays off with bf16 on a CPU only (measured: fp32 channels_last is slower there)."""
+    dtype = pick_dtype(device, precision)
+    return dtype, dtype == torch.bfloat16 and device.type == "cpu"
 
 
 class RifeModel:
@@ -116,9 +105,6 @@ def build(sd: dict) -> IFNet:
     return net.fold()
 
 
-_cpu_cache: dict = {}
-
-
 def load_rife(name: str, device: Optional[torch.device] = None, precision: str = "auto",
               download_missing: bool = False) -> RifeModel:
     """Load a RIFE checkpoint by registry id, file name in the ``rife`` folder, or path.
@@ -135,15 +121,13 @@ def load_rife(name: str, device: Optional[torch.device] = None, precision: str =
 
     device = device or host.torch_device()
     path = registry.resolve(name, "rife", download_missing=download_missing)
-    st = Path(path).stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    net = _cpu_cache.get(key)
-    if net is None:
+
+    def parse() -> IFNet:
         net = build(registry.unwrap_state_dict(registry.load_state_dict(path)))
-        while len(_cpu_cache) >= 2:
-            _cpu_cache.pop(next(iter(_cpu_cache)))
-        _cpu_cache[key] = net
         log.info("RIFE %s loaded from %s", net.cfg.version, path)
+        return net
+
+    net = MODELS.get("rife", file_key(path), parse, keep=2)
     dtype, cl = compute_dtype_for(device, precision)
     if device.type != "cpu" or dtype != torch.float32 or cl:
         net = copy.deepcopy(net).set_compute(device, dtype, cl)

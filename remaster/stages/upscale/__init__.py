@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ... import host
 from ...models import registry
 from ...stream import Chunk, FrameStream
-from ...models.cache import MODELS
+from ...models.cache import MODELS, file_key
 from ...models.precision import PRECISIONS  # noqa: F401  (the node's choices)
 from . import temporal
 from .precision import UpscaleError, autotune_cpu, pick_precision  # noqa: F401
@@ -45,11 +45,6 @@ GENERAL_WDN = "realesr-general-wdn-x4v3"
 # ---------------------------------------------------------------------------------------------
 # model loading
 # ---------------------------------------------------------------------------------------------
-
-
-def _stat_key(path: Path) -> tuple:
-    st = path.stat()
-    return (str(path), st.st_size, st.st_mtime_ns)
 
 
 def _spandrel_load(sd: dict, what: str):
@@ -88,7 +83,7 @@ def load_model(name: str, denoise_strength: float = 1.0):
                 f"denoise_strength below 1 needs the companion model {GENERAL_WDN}.pth next to "
                 f"{GENERAL_V3}.pth ({exc}); or set denoise_strength to 1"
             ) from exc
-    key = (_stat_key(path), _stat_key(wdn_path) if wdn_path else None, round(strength, 4))
+    key = (file_key(path), file_key(wdn_path) if wdn_path else None, round(strength, 4))
     return MODELS.get("upscale", key, lambda: _load_blend(path, wdn_path, strength), keep=3)
 
 

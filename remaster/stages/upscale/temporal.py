@@ -19,35 +19,26 @@ import torch.nn.functional as F
 from ... import host
 from ...models import registry
 from ...models import temporal_compact as tcm
+from ...models.cache import MODELS, file_key
+from ...models.precision import pick_dtype
 from ...stream import Chunk, FrameStream
 from ...analysis import flow as flowlib
 from ...analysis import scenes
 from ...analysis.flow import motion_confidence, scale_flow
 
-_cache: dict = {}
-
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> Optional[torch.dtype]:
-    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32)."""
-    if precision == "fp32" or device.type not in ("cuda", "cpu"):
+    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32): the pack's precision
+    policy with bf16 preferred on GPUs that have it."""
+    if device.type not in ("cuda", "cpu"):
         return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if host.cpu_has_fast_bf16() else None
+    dtype = pick_dtype(device, precision, cuda_prefers="bf16")
+    return None if dtype == torch.float32 else dtype
 
 
 def load(name: str) -> tcm.TemporalCompact:
     path = registry.resolve(name, "upscale_models")
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = tcm.load(path)
-    return _cache[key]
+    return MODELS.get("temporal_restore", file_key(path), lambda: tcm.load(path))
 
 
 def is_temporal_model(name: str) -> bool:
