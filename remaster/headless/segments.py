@@ -125,7 +125,6 @@ def join(parts: list[tuple[str, int, int]], prompt: dict, final: Path, label: st
     def frames(chunk_size):
         # every frame of our own lossless segments, in order (no frame-rate resampling)
         import av
-        import numpy as np
         import torch
 
         pos = 0

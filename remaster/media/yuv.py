@@ -10,6 +10,8 @@ picture comes back within rounding.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -222,3 +224,16 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, matrix: str, full_range: bool = 
     frame.colorspace = MATRIX_IDS.get(matrix, 1)
     frame.color_range = 2 if full_range else 1
     return frame
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def workers() -> ThreadPoolExecutor:
+    """Threads that convert a chunk's frames between YUV and RGB a frame each (OpenCV, swscale and
+    NumPy release the GIL); the decoder and the encoder share them, so together they never run
+    more conversions than the machine has cores."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="remaster-yuv")
+    return _POOL

@@ -446,7 +446,7 @@ def test_keyframe_picker(page, clip, server, tmp_path):
     # click candidate 2 of the first keyframe with the real mouse, drop the second keyframe's group
     page.mouse.click(*centre('img[data-group="0"][data-index="2"]'))
     page.mouse.click(*centre('button[data-group="1"]'))
-    read = f"(n) => app.graph.getNodeById(2).widgets.find(w => w.name === n).value"
+    read = "(n) => app.graph.getNodeById(2).widgets.find(w => w.name === n).value"
     assert page.evaluate(read, widget_name) == "2, drop"
     prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
     assert prompt["2"]["inputs"][widget_name] == "2, drop"
