@@ -46,8 +46,14 @@ def frame_hash(path: Path) -> tuple[int, str]:
 
 
 @pytest.fixture
-def one_thread():
-    """Thread count can change float summation order; one thread makes the figures portable."""
+def portable(monkeypatch):
+    """The same figures on any CPU and under any load: fp32 everywhere (no bf16 where the CPU has
+    it), the upscaler's fixed rule instead of its timing-based choice, and one thread (the thread
+    count can change float summation order)."""
+    from remaster import host
+
+    monkeypatch.setattr(host, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setenv("REMASTER_UPSCALE_AUTOTUNE", "0")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -55,7 +61,7 @@ def one_thread():
 
 
 @pytest.mark.parametrize("name", list(WORKFLOWS))
-def test_decoded_frames_unchanged(name, tmp_path, one_thread, shared_models):
+def test_decoded_frames_unchanged(name, tmp_path, portable, shared_models):
     for rel in WORKFLOWS[name]:
         shared_model(rel)
     registry.link_existing(shared_models)
