@@ -63,31 +63,52 @@ def run_audio(name: str, frames, audio, fn):
     return out_frames, out_audio
 
 
-class RemasterSpeechDenoise:
-    DESCRIPTION = (
-        "Remove background noise (hiss, fan, traffic, room noise, babble) from speech with DeepFilterNet 3 "
-        "(best) or RNNoise (fastest); both ship inside their Python packages, nothing is downloaded. "
-        "Works block by block on any length, resampling to the model's 48 kHz and back; the result lines "
-        "up with the video to the sample. For 5.1 only the centre (dialogue) channel is cleaned by default."
-    )
+def _number(kind: str, default, lo, hi, step, tooltip: str) -> tuple:
+    """A FLOAT or INT widget (``step`` None: the frontend's default)."""
+    spec = {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip}
+    return kind, {k: v for k, v in spec.items() if v is not None}
+
+
+class _AudioNode:
+    """What the audio nodes share: category, outputs, and the optional frames/audio inputs after
+    each node's own ``REQUIRED`` widgets (plus ``EXTRA`` optional inputs)."""
+
     CATEGORY = category("Audio")
     FUNCTION = "run"
     RETURN_TYPES = RETURNS
     RETURN_NAMES = NAMES
+    EXTRA: dict = {}
+
+    @classmethod
+    def REQUIRED(cls) -> dict:
+        raise NotImplementedError
 
     @classmethod
     def INPUT_TYPES(cls):
+        return {"required": cls.REQUIRED(), "optional": _optional_inputs(cls.EXTRA)}
+
+
+class RemasterSpeechDenoise(_AudioNode):
+    DESCRIPTION = (
+        "Remove background noise (hiss, fan, traffic, room noise, babble) from speech with DeepFilterNet 3 "
+        "(best) or RNNoise (fastest); both ship inside their Python packages, nothing is downloaded. "
+        "voice_isolation keeps only the voice (HT-Demucs vocals; its model file is listed in models.json). "
+        "Works block by block on any length, resampling to the model's 48 kHz and back; the result lines "
+        "up with the video to the sample. For 5.1 only the centre (dialogue) channel is cleaned by default."
+    )
+
+    @classmethod
+    def REQUIRED(cls):
         return {
-            "required": {
-                "method": (list(dn.METHODS), {"tooltip": "deepfilternet3: strongest, natural (about 10x real time "
-                                                          "on a CPU core). rnnoise: lighter and several times faster."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                                       "tooltip": "Mix with the original: 1 = fully denoised, 0.7 keeps some room tone."}),
-                "channels": (list(dn.CHANNEL_MODES), {
-                    "tooltip": "auto: centre channel for 5.1/7.1, every channel otherwise. each: every channel on its "
-                               "own. centre: only the dialogue channel of 5.1. mono: downmix to one channel first."}),
-            },
-            "optional": _optional_inputs(),
+            "method": (list(dn.METHODS), {"tooltip": "deepfilternet3: strongest, natural (about 10x real time "
+                                                      "on a CPU core). rnnoise: lighter and faster. voice_isolation: "
+                                                      "keeps only the voice (removes music and effects too) with "
+                                                      "HT-Demucs; needs its model file in models/audio_separation."}),
+            "strength": _number("FLOAT", 1.0, 0.0, 1.0, 0.05,
+                                "Mix with the original: 1 = fully denoised, 0.7 keeps some room tone."),
+            "channels": (list(dn.CHANNEL_MODES), {
+                "tooltip": "auto: centre channel for 5.1/7.1, every channel otherwise. each: every channel on its "
+                           "own. centre: only the dialogue channel of 5.1. mono: downmix to one channel first."}),
         }
 
     def run(self, method="deepfilternet3", strength=1.0, channels="auto", frames=None, audio=None):
@@ -95,30 +116,23 @@ class RemasterSpeechDenoise:
                          lambda ref, d: dn.denoise(ref, method, strength, channels, duration=d))
 
 
-class RemasterHumRemove:
+class RemasterHumRemove(_AudioNode):
     DESCRIPTION = (
         "Remove mains hum (50 or 60 Hz, found automatically, with its harmonics) with narrow notches a "
         "few hertz wide, and rumble / handling noise with a high-pass. Speech is left as it was."
     )
-    CATEGORY = category("Audio")
-    FUNCTION = "run"
-    RETURN_TYPES = RETURNS
-    RETURN_NAMES = NAMES
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def REQUIRED(cls):
         return {
-            "required": {
-                "mains": (list(hm.MAINS), {"tooltip": "auto: find 50 or 60 Hz hum in the first 30 s (nothing is "
-                                                       "notched if there is none). off: high-pass only."}),
-                "highpass_hz": ("FLOAT", {"default": 80.0, "min": 0.0, "max": 300.0, "step": 5.0,
-                                          "tooltip": "Rumble filter corner; 0 = off. 80 Hz suits speech, 40 Hz keeps music's bass."}),
-                "harmonics": ("INT", {"default": 16, "min": 1, "max": 40,
-                                      "tooltip": "Highest harmonic of the hum to look for (only those that stand out are notched)."}),
-                "notch_width_hz": ("FLOAT", {"default": 3.0, "min": 0.5, "max": 20.0, "step": 0.5,
-                                             "tooltip": "Width of each notch. Wider copes with drifting mains, narrower keeps more sound."}),
-            },
-            "optional": _optional_inputs(),
+            "mains": (list(hm.MAINS), {"tooltip": "auto: find 50 or 60 Hz hum in the first 30 s (nothing is "
+                                                   "notched if there is none). off: high-pass only."}),
+            "highpass_hz": _number("FLOAT", 80.0, 0.0, 300.0, 5.0,
+                                   "Rumble filter corner; 0 = off. 80 Hz suits speech, 40 Hz keeps music's bass."),
+            "harmonics": _number("INT", 16, 1, 40, None,
+                                 "Highest harmonic of the hum to look for (only those that stand out are notched)."),
+            "notch_width_hz": _number("FLOAT", 3.0, 0.5, 20.0, 0.5,
+                                      "Width of each notch. Wider copes with drifting mains, narrower keeps more sound."),
         }
 
     def run(self, mains="auto", highpass_hz=80.0, harmonics=16, notch_width_hz=3.0, frames=None, audio=None):
@@ -126,31 +140,24 @@ class RemasterHumRemove:
                          lambda ref, d: hm.remove_hum(ref, mains, highpass_hz, harmonics, notch_width_hz, duration=d))
 
 
-class RemasterLoudness:
+class RemasterLoudness(_AudioNode):
     DESCRIPTION = (
         "Set the loudness to a target (EBU R128 / ITU-R BS.1770 integrated loudness: -16 LUFS for the web "
         "and podcasts, -23 LUFS for broadcast, or your own) with a true-peak limit, for the whole file or "
         "per scene. Measures the audio first (a quick pass over the audio only), then applies the gain "
         "and a look-ahead true-peak limiter."
     )
-    CATEGORY = category("Audio")
-    FUNCTION = "run"
-    RETURN_TYPES = RETURNS
-    RETURN_NAMES = NAMES
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def REQUIRED(cls):
         return {
-            "required": {
-                "target": (list(ld.TARGETS), {"tooltip": "Integrated loudness to reach."}),
-                "custom_lufs": ("FLOAT", {"default": -16.0, "min": -70.0, "max": 0.0, "step": 0.5,
-                                          "tooltip": "Target when 'target' is custom."}),
-                "true_peak_db": ("FLOAT", {"default": -1.0, "min": -20.0, "max": 0.0, "step": 0.1,
-                                           "tooltip": "Highest true (inter-sample) peak allowed, dBTP. -1 is the usual limit; -2 for lossy codecs at low bit rates."}),
-                "per": (["file", "scene"], {"tooltip": "file: one gain for everything. scene: a gain per scene "
-                                                       "(scene cuts attached by a Scene Cuts node, else detected), 50 ms ramps at cuts."}),
-            },
-            "optional": _optional_inputs(),
+            "target": (list(ld.TARGETS), {"tooltip": "Integrated loudness to reach."}),
+            "custom_lufs": _number("FLOAT", -16.0, -70.0, 0.0, 0.5, "Target when 'target' is custom."),
+            "true_peak_db": _number("FLOAT", -1.0, -20.0, 0.0, 0.1,
+                                    "Highest true (inter-sample) peak allowed, dBTP. -1 is the usual limit; -2 for "
+                                    "lossy codecs at low bit rates."),
+            "per": (["file", "scene"], {"tooltip": "file: one gain for everything. scene: a gain per scene "
+                                                   "(scene cuts attached by a Scene Cuts node, else detected), 50 ms ramps at cuts."}),
         }
 
     def run(self, target="-16 LUFS (web, podcasts)", custom_lufs=-16.0, true_peak_db=-1.0, per="file",
@@ -176,38 +183,29 @@ def _scene_times(frames):
     return times
 
 
-class RemasterAudioMix:
+class RemasterAudioMix(_AudioNode):
     DESCRIPTION = (
         "Lay a music bed under the speech that ducks while someone talks, or replace the soundtrack. The "
         "music is cut or padded to exactly the video's length and fades out at the end. Give a file "
         "(any audio or video file; a name in the input folder or a path) or connect AUDIO."
     )
-    CATEGORY = category("Audio")
-    FUNCTION = "run"
-    RETURN_TYPES = RETURNS
-    RETURN_NAMES = NAMES
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def REQUIRED(cls):
         return {
-            "required": {
-                "mode": (list(mx.MODES), {"tooltip": "mix: music under the speech, ducked while someone talks. "
-                                                     "replace: the music becomes the soundtrack."}),
-                "music_file": ("STRING", {"default": "", "tooltip": "Music file (input folder name or path). "
-                                                                    "Ignored when 'music' AUDIO is connected."}),
-                "music_db": ("FLOAT", {"default": -18.0, "min": -60.0, "max": 12.0, "step": 0.5,
-                                       "tooltip": "Music level (gain in dB) while nobody talks."}),
-                "duck_db": ("FLOAT", {"default": -12.0, "min": -60.0, "max": 0.0, "step": 0.5,
-                                      "tooltip": "How much lower the music goes under speech."}),
-                "speech_threshold_db": ("FLOAT", {"default": -40.0, "min": -80.0, "max": 0.0, "step": 1.0,
-                                                  "tooltip": "Speech level (dBFS, 20 ms power) above which the music ducks."}),
-                "music_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e6, "step": 0.1,
-                                          "tooltip": "Where in the music file to start (seconds)."}),
-                "fade_out_s": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 60.0, "step": 0.5,
-                                         "tooltip": "Fade the music out over the video's last seconds."}),
-            },
-            "optional": _optional_inputs({"music": ("AUDIO", {"tooltip": "Music as ComfyUI AUDIO (instead of a file)."})}),
+            "mode": (list(mx.MODES), {"tooltip": "mix: music under the speech, ducked while someone talks. "
+                                                 "replace: the music becomes the soundtrack."}),
+            "music_file": ("STRING", {"default": "", "tooltip": "Music file (input folder name or path). "
+                                                                "Ignored when 'music' AUDIO is connected."}),
+            "music_db": _number("FLOAT", -18.0, -60.0, 12.0, 0.5, "Music level (gain in dB) while nobody talks."),
+            "duck_db": _number("FLOAT", -12.0, -60.0, 0.0, 0.5, "How much lower the music goes under speech."),
+            "speech_threshold_db": _number("FLOAT", -40.0, -80.0, 0.0, 1.0,
+                                           "Speech level (dBFS, 20 ms power) above which the music ducks."),
+            "music_start": _number("FLOAT", 0.0, 0.0, 1e6, 0.1, "Where in the music file to start (seconds)."),
+            "fade_out_s": _number("FLOAT", 2.0, 0.0, 60.0, 0.5, "Fade the music out over the video's last seconds."),
         }
+
+    EXTRA = {"music": ("AUDIO", {"tooltip": "Music as ComfyUI AUDIO (instead of a file)."})}
 
     def run(self, mode="mix", music_file="", music_db=-18.0, duck_db=-12.0, speech_threshold_db=-40.0,
             music_start=0.0, fade_out_s=2.0, frames=None, audio=None, music=None):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
 import av
 import numpy as np
 from scipy import signal
+
+from remaster.audio.io import write_wav  # noqa: F401  (tests and bench write their WAVs with it)
 
 NOISES = ("white", "pink", "babble", "hum", "fan")
 TEXT = "The old recording of this talk was hard to follow. Please speak clearly into the microphone."
@@ -108,22 +109,3 @@ def stoi(est: np.ndarray, ref: np.ndarray, rate: int) -> float:
     from pystoi import stoi as _stoi
 
     return float(_stoi(ref, est, rate, extended=False))
-
-
-def write_wav(path: Path, x: np.ndarray, rate: int) -> Path:
-    """Write float32 [C, T] (or [T]) to a 32-bit float WAV with PyAV."""
-    x = np.atleast_2d(x).astype(np.float32)
-    layout = {1: "mono", 2: "stereo", 6: "5.1"}[x.shape[0]]
-    with av.open(str(path), "w", format="wav") as out:
-        s = out.add_stream("pcm_f32le", rate=rate)
-        s.layout = layout
-        for i in range(0, x.shape[1], 4800):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i:i + 4800]), format="fltp", layout=layout)
-            f.sample_rate = rate
-            f.pts = i
-            f.time_base = Fraction(1, rate)
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
-    return Path(path)

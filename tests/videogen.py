@@ -70,19 +70,10 @@ def write_video(
     for p in v.encode(None):
         out.mux(p)
     if a is not None:
+        from remaster.audio.io import encode_all
+
         samples, rate, layout = audio
-        pos = 0
-        while pos < samples.shape[1]:
-            block = np.ascontiguousarray(samples[:, pos : pos + 1024].astype(np.float32))
-            fr = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
-            fr.sample_rate = rate
-            fr.pts = pos
-            fr.time_base = Fraction(1, rate)
-            for p in a.encode(fr):
-                out.mux(p)
-            pos += 1024
-        for p in a.encode(None):
-            out.mux(p)
+        encode_all(out, a, samples, rate, layout, step=1024)
     out.close()
     return path
 

@@ -149,6 +149,14 @@ class HumFilter:
             y = signal.oaconvolve(ext, self.fir[None], mode="valid", axes=1)
         return y.astype(np.float32)
 
+    def filtered(self, x: np.ndarray, block: int = 4800) -> np.ndarray:
+        """Mono ``x`` through fresh filters with these notches, fed ``block`` samples at a time
+        (measurements; the high-pass delay is kept)."""
+        g = HumFilter(self.rate, 1, self.mains, self.harmonics, self.width, self.highpass_hz)
+        g.notches = list(self.notches)
+        g._build()
+        return np.concatenate([g.process(x[None, i:i + block])[0] for i in range(0, len(x), block)])
+
 
 def remove_hum(ref: AudioRef, mains: str = "auto", highpass_hz: float = 80.0, harmonics: int = 16,
                width_hz: float = 3.0, duration: Optional[float] = None) -> io.PendingAudioRef:

@@ -119,6 +119,41 @@ def _decode(ref: AudioRef, rate: int, channels: int) -> Iterator[np.ndarray]:
                 return
 
 
+def pcm_frame(x: np.ndarray, rate: int, layout: str, pts: int, fmt: str = "fltp") -> av.AudioFrame:
+    """A PyAV audio frame from ``[C, n]`` samples: float32 planar (``fltp``) or packed integers
+    (``s16``, ``s32``; ``x`` already of that integer type)."""
+    data = np.ascontiguousarray(x, np.float32) if fmt == "fltp" else np.ascontiguousarray(x.T.reshape(1, -1))
+    f = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+    f.sample_rate = rate
+    f.pts = pts
+    f.time_base = Fraction(1, rate)
+    return f
+
+
+def encode_all(out, stream, x: np.ndarray, rate: int, layout: str, fmt: str = "fltp", step: int = 4800) -> None:
+    """Encode all of ``[C, n]`` into an open container's audio stream and flush the encoder."""
+    for i in range(0, x.shape[1], step):
+        for p in stream.encode(pcm_frame(x[:, i:i + step], rate, layout, i, fmt)):
+            out.mux(p)
+    for p in stream.encode(None):
+        out.mux(p)
+
+
+def write_wav(path: str | Path, x: np.ndarray, rate: int, codec: str = "pcm_f32le") -> Path:
+    """Write ``[C, n]`` (or ``[n]``) float samples to a WAV file: 32-bit float or 16-bit (``pcm_s16le``)."""
+    x = np.atleast_2d(x)
+    layout = layout_for(x.shape[0])
+    if codec == "pcm_s16le":
+        data, fmt = (np.clip(x, -1.0, 1.0) * 32767).round().astype(np.int16), "s16"
+    else:
+        data, fmt = x.astype(np.float32), "fltp"
+    with av.open(str(path), "w", format="wav") as out:
+        s = out.add_stream(codec, rate=rate)
+        s.layout = layout
+        encode_all(out, s, data, rate, layout, fmt)
+    return Path(path)
+
+
 class FlacWriter:
     """Write float32 ``[C, n]`` blocks at ``in_rate`` to a FLAC file at ``rate``; exactly ``total`` samples."""
 
@@ -143,9 +178,7 @@ class FlacWriter:
         if self.resampler is None:
             self._encode(x)
             return
-        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(x, np.float32), format="fltp", layout=self.layout)
-        f.sample_rate = self.in_rate
-        for rf in self.resampler.resample(f):
+        for rf in self.resampler.resample(pcm_frame(x, self.in_rate, self.layout, None)):
             self._encode(rf.to_ndarray())
 
     def _encode(self, x: np.ndarray) -> None:
@@ -154,11 +187,7 @@ class FlacWriter:
         if n == 0:
             return
         pcm = (np.clip(x, -1.0, 1.0 - 2.0**-31) * 2.0**31).astype(np.int32)
-        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T.reshape(1, -1)), format="s32", layout=self.layout)
-        f.sample_rate = self.rate
-        f.pts = self.written
-        f.time_base = Fraction(1, self.rate)
-        for p in self.stream.encode(f):
+        for p in self.stream.encode(pcm_frame(pcm, self.rate, self.layout, self.written, "s32")):
             self.out.mux(p)
         self.written += n
 
@@ -195,17 +224,17 @@ class PendingAudioRef(AudioRef):
         return object.__getattribute__(self, name)
 
     def trimmed(self, start: float, duration: Optional[float]) -> "AudioRef":
-        new_start = self.start + max(0.0, start)
-        if self.duration is not None:
-            remaining = max(0.0, self.duration - max(0.0, start))
-            duration = remaining if duration is None else min(duration, remaining)
-        return ref_with(self, start=new_start, duration=duration)
+        part = AudioRef.trimmed(AudioRef(**_fields(self)), start, duration)  # a plain copy: not rendered
+        return ref_with(self, start=part.start, duration=part.duration)
+
+
+def _fields(ref: AudioRef) -> dict:
+    return {f.name: object.__getattribute__(ref, f.name) for f in dataclasses.fields(ref)}
 
 
 def ref_with(ref: AudioRef, **changes) -> AudioRef:
     """``dataclasses.replace`` that does not render a pending ref."""
-    raw = {f.name: object.__getattribute__(ref, f.name) for f in dataclasses.fields(ref)}
-    return type(ref)(**{**raw, **changes})
+    return type(ref)(**{**_fields(ref), **changes})
 
 
 def raw_path(ref: AudioRef) -> str:
@@ -351,34 +380,15 @@ class LazyAudio(dict):
 
             dict.update(self, read_audio(self._ref))
 
-    def __getitem__(self, key):
-        self._load()
-        return dict.__getitem__(self, key)
 
-    def get(self, key, default=None):
+def _after_load(name: str):
+    def method(self, *args):
         self._load()
-        return dict.get(self, key, default)
+        return getattr(dict, name)(self, *args)
 
-    def __contains__(self, key):
-        self._load()
-        return dict.__contains__(self, key)
+    method.__name__ = name
+    return method
 
-    def __iter__(self):
-        self._load()
-        return dict.__iter__(self)
 
-    def __len__(self):
-        self._load()
-        return dict.__len__(self)
-
-    def keys(self):
-        self._load()
-        return dict.keys(self)
-
-    def items(self):
-        self._load()
-        return dict.items(self)
-
-    def values(self):
-        self._load()
-        return dict.values(self)
+for _name in ("__getitem__", "get", "__contains__", "__iter__", "__len__", "keys", "items", "values"):
+    setattr(LazyAudio, _name, _after_load(_name))

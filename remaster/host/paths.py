@@ -21,6 +21,7 @@ MODEL_FOLDERS = (
     "rife",
     "luts",
     "diffusers",
+    "audio_separation",
 )
 CORE_MODEL_FOLDERS = ("checkpoints",)  # ComfyUI's own folders that registry entries may name (not re-registered)
 MODEL_EXTENSIONS = {".pth", ".pt", ".pkl", ".safetensors", ".ckpt", ".bin", ".onnx", ".cube", ".json"}

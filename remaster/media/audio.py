@@ -4,7 +4,6 @@ never decodes audio into memory."""
 from __future__ import annotations
 
 import uuid
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -58,26 +57,13 @@ def write_audio(audio: dict, folder: Path | None = None) -> AudioRef:
     wave = wave.detach().float().cpu().clamp(-1, 1).numpy()
     rate = int(audio["sample_rate"])
     channels = wave.shape[0]
-    layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels)
-    if layout is None:
+    if channels not in (1, 2, 6):
         wave = wave[:2] if channels > 2 else np.repeat(wave, 2, 0)
-        layout, channels = "stereo", 2
+        channels = 2
     folder = folder or host.temp_dir()
     path = Path(folder) / f"remaster_audio_{uuid.uuid4().hex[:10]}.wav"
-    with av.open(str(path), "w", format="wav") as out:
-        s = out.add_stream("pcm_s16le", rate=rate)
-        s.layout = layout
-        pcm = (wave * 32767).round().astype(np.int16)
-        step = 4096
-        for i in range(0, pcm.shape[1], step):
-            block = np.ascontiguousarray(pcm[:, i : i + step].T.reshape(1, -1))
-            f = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
-            f.sample_rate = rate
-            f.pts = i
-            f.time_base = Fraction(1, rate)
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+    from ..audio.io import write_wav
+
+    write_wav(path, wave, rate, "pcm_s16le")
     return AudioRef(path=str(path), stream_index=0, start=0.0, duration=wave.shape[1] / rate,
                     sample_rate=rate, channels=channels, codec="pcm_s16le")
