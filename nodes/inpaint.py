@@ -1,4 +1,4 @@
-"""Video inpainting by keyframes (seed 001): Keyframes → Inpaint Keyframes → Select Candidates →
+"""Video inpainting by keyframes: Keyframes → Inpaint Keyframes → Select Candidates →
 Propagate Edit → Comparison, plus a rectangle mask source. Thin nodes over
 ``remaster.stages.inpaint.keyframes``, ``remaster.stages.inpaint`` and ``remaster.stages.package``."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from remaster.stages import inpaint as inp
 from remaster.stages.inpaint import keyframes as kf
 from remaster.stages import package
 
-from ._common import FRAMES, category, frames_input
+from ._common import FRAMES, StreamStage, category, frames_input, stream_inputs
 
 KEYFRAMES = "REMASTER_KEYFRAMES"  # remaster.stages.inpaint.keyframes.KeyframePlan
 CANDIDATES = "REMASTER_CANDIDATES"  # remaster.stages.inpaint.InpaintCandidates
@@ -19,33 +19,28 @@ SELECTION = "REMASTER_INPAINT_SELECTION"  # remaster.stages.inpaint.InpaintSelec
 GROUP = category("Inpaint")
 
 
-class RemasterRectangleMask:
+class RemasterRectangleMask(StreamStage):
     DESCRIPTION = (
         "Give the stream a rectangular mask (the same on every frame), in fractions of the frame so it "
         "fits any resolution. A simple mask source for inpainting when no segmentation is needed."
     )
     CATEGORY = GROUP
     FUNCTION = "apply"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
         def frac(default, tip):
             return ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.005, "tooltip": tip})
 
-        return {
-            "required": {
-                "frames": frames_input(),
-                "x": frac(0.25, "Left edge, as a fraction of the frame width."),
-                "y": frac(0.25, "Top edge, as a fraction of the frame height."),
-                "width": frac(0.5, "Width, as a fraction of the frame width."),
-                "height": frac(0.5, "Height, as a fraction of the frame height."),
-                "combine": (["replace", "add", "intersect"], {
-                    "tooltip": "replace: the rectangle is the mask. add/intersect: combine with the stream's "
-                               "existing mask (union / intersection)."}),
-            }
-        }
+        return stream_inputs({
+            "x": frac(0.25, "Left edge, as a fraction of the frame width."),
+            "y": frac(0.25, "Top edge, as a fraction of the frame height."),
+            "width": frac(0.5, "Width, as a fraction of the frame width."),
+            "height": frac(0.5, "Height, as a fraction of the frame height."),
+            "combine": (["replace", "add", "intersect"], {
+                "tooltip": "replace: the rectangle is the mask. add/intersect: combine with the stream's "
+                           "existing mask (union / intersection)."}),
+        })
 
     def apply(self, frames, x=0.25, y=0.25, width=0.5, height=0.5, combine="replace"):
         return (inp.rectangle_mask(frames, x, y, width, height, combine),)
@@ -65,23 +60,20 @@ class RemasterKeyframes:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("Frames with the inpainting region as their mask."),
-                "movement": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                       "tooltip": "Movement in the masked area: higher = more keyframes, smaller groups "
-                                                  "(lower difference threshold)."}),
-                "determinism": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                          "tooltip": "How deterministic the model and prompt are: higher = more keyframes "
-                                                     "are affordable (edits agree), so smaller groups."}),
-                "min_group": ("INT", {"default": 4, "min": 1, "max": 1000,
-                                      "tooltip": "Fewest frames in a group (scene cuts still start a group)."}),
-                "max_group": ("INT", {"default": 48, "min": 1, "max": 10000,
-                                      "tooltip": "Most frames in a group: a keyframe is forced after this many."}),
-                "analysis_side": ("INT", {"default": 256, "min": 32, "max": 2048, "step": 16,
-                                          "tooltip": "Longest side of the downscaled copy the analysis runs on."}),
-            }
-        }
+        return stream_inputs({
+            "movement": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                   "tooltip": "Movement in the masked area: higher = more keyframes, smaller groups "
+                                              "(lower difference threshold)."}),
+            "determinism": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                      "tooltip": "How deterministic the model and prompt are: higher = more keyframes "
+                                                 "are affordable (edits agree), so smaller groups."}),
+            "min_group": ("INT", {"default": 4, "min": 1, "max": 1000,
+                                  "tooltip": "Fewest frames in a group (scene cuts still start a group)."}),
+            "max_group": ("INT", {"default": 48, "min": 1, "max": 10000,
+                                  "tooltip": "Most frames in a group: a keyframe is forced after this many."}),
+            "analysis_side": ("INT", {"default": 256, "min": 32, "max": 2048, "step": 16,
+                                      "tooltip": "Longest side of the downscaled copy the analysis runs on."}),
+        }, frames="Frames with the inpainting region as their mask.")
 
     def analyse(self, frames, movement=0.5, determinism=0.5, min_group=4, max_group=48, analysis_side=256):
         plan = kf.analyse_keyframes(frames, movement, determinism, min_group, max_group, analysis_side)
@@ -103,42 +95,38 @@ class RemasterInpaintKeyframes:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("The same frames (with mask) that went into Keyframes."),
-                "keyframes": (KEYFRAMES, {"tooltip": "The plan from the Keyframes node."}),
-                "diffusers_model": (inp.diffusers_model_choices() or ["(no diffusers models found)"], {
-                    "tooltip": "A diffusers inpainting model folder in models/diffusers (used when MODEL/CLIP/VAE "
-                               "are not connected)."}),
-                "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "What the masked region should show."}),
-                "negative": ("STRING", {"default": "", "multiline": True, "tooltip": "What to avoid."}),
-                "candidates": ("INT", {"default": 4, "min": 1, "max": 16,
-                                       "tooltip": "Candidates per keyframe to choose from."}),
-                "strength": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
-                                       "tooltip": "Denoise strength: 0.3 keeps the structure and changes details; "
-                                                  "1.0 repaints the region."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": False,
-                                 "tooltip": "Seed, the same for every keyframe so edits agree."}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps (before strength)."}),
-                "guidance": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
-                                       "tooltip": "Classifier-free guidance scale (CFG)."}),
-                "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
-                                       "tooltip": "Long side the crop is resized to for the model (512 for SD1.5, 1024 for SDXL)."}),
-                "context": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 2.0, "step": 0.05,
-                                      "tooltip": "Context around the mask in the crop, as a fraction of the mask's size."}),
-                "feather": ("INT", {"default": 8, "min": 0, "max": 128,
-                                    "tooltip": "Softness of the composite edge in pixels (the mask also grows by 4 px)."}),
-            },
-            "optional": {
-                "model": ("MODEL", {"tooltip": "ComfyUI model (from Load Checkpoint); with clip and vae it replaces the diffusers model."}),
-                "clip": ("CLIP", {"tooltip": "ComfyUI CLIP for the prompts."}),
-                "vae": ("VAE", {"tooltip": "ComfyUI VAE."}),
-                "sampler": (host.comfy_sampler_choices()[0], {
-                    "tooltip": "ComfyUI sampler (ComfyUI back-end only)."}),
-                "scheduler": (host.comfy_sampler_choices()[1], {
-                    "tooltip": "ComfyUI scheduler (ComfyUI back-end only)."}),
-            },
-        }
+        return stream_inputs({
+            "keyframes": (KEYFRAMES, {"tooltip": "The plan from the Keyframes node."}),
+            "diffusers_model": (inp.diffusers_model_choices() or ["(no diffusers models found)"], {
+                "tooltip": "A diffusers inpainting model folder in models/diffusers (used when MODEL/CLIP/VAE "
+                           "are not connected)."}),
+            "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "What the masked region should show."}),
+            "negative": ("STRING", {"default": "", "multiline": True, "tooltip": "What to avoid."}),
+            "candidates": ("INT", {"default": 4, "min": 1, "max": 16,
+                                   "tooltip": "Candidates per keyframe to choose from."}),
+            "strength": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
+                                   "tooltip": "Denoise strength: 0.3 keeps the structure and changes details; "
+                                              "1.0 repaints the region."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": False,
+                             "tooltip": "Seed, the same for every keyframe so edits agree."}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps (before strength)."}),
+            "guidance": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
+                                   "tooltip": "Classifier-free guidance scale (CFG)."}),
+            "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
+                                   "tooltip": "Long side the crop is resized to for the model (512 for SD1.5, 1024 for SDXL)."}),
+            "context": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 2.0, "step": 0.05,
+                                  "tooltip": "Context around the mask in the crop, as a fraction of the mask's size."}),
+            "feather": ("INT", {"default": 8, "min": 0, "max": 128,
+                                "tooltip": "Softness of the composite edge in pixels (the mask also grows by 4 px)."}),
+        }, optional={
+            "model": ("MODEL", {"tooltip": "ComfyUI model (from Load Checkpoint); with clip and vae it replaces the diffusers model."}),
+            "clip": ("CLIP", {"tooltip": "ComfyUI CLIP for the prompts."}),
+            "vae": ("VAE", {"tooltip": "ComfyUI VAE."}),
+            "sampler": (host.comfy_sampler_choices()[0], {
+                "tooltip": "ComfyUI sampler (ComfyUI back-end only)."}),
+            "scheduler": (host.comfy_sampler_choices()[1], {
+                "tooltip": "ComfyUI scheduler (ComfyUI back-end only)."}),
+        }, frames="The same frames (with mask) that went into Keyframes.")
 
     @classmethod
     def VALIDATE_INPUTS(cls, diffusers_model):
@@ -191,7 +179,7 @@ class RemasterSelectCandidates:
         return {"ui": {"remaster_candidates": webui.candidates_ui(sel)}, "result": (sel, text)}
 
 
-class RemasterPropagateEdit:
+class RemasterPropagateEdit(StreamStage):
     DESCRIPTION = (
         "Carry each keyframe's chosen edit through its group following the motion (optical flow from each frame "
         "to its keyframe), composite it only inside the feathered mask and fade between neighbouring groups. "
@@ -200,31 +188,26 @@ class RemasterPropagateEdit:
     )
     CATEGORY = GROUP
     FUNCTION = "propagate"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("The same frames (with mask) that went into Keyframes."),
-                "selection": (SELECTION, {"tooltip": "From Select Candidates."}),
-                "mode": (["delta", "replace"], {
-                    "tooltip": "delta: add the keyframe's change to each frame (keeps each frame's own detail, "
-                               "e.g. a talking mouth). replace: paste the warped keyframe edit itself."}),
-                "blend_frames": ("INT", {"default": 4, "min": 0, "max": 100,
-                                         "tooltip": "Frames before each keyframe that fade into the next group's edit."}),
-                "flow": (list(flowlib.METHODS), {"default": "farneback",
-                                                 "tooltip": "Optical flow from each frame to its keyframe: farneback "
-                                                            "follows fast motion best; DIS presets are faster."}),
-                "on_jump": (["report", "drop"], {
-                    "tooltip": "report: only measure jumps (see the comparison report). drop: an extra pass first, "
-                               "then groups that jump stay original."}),
-                "jump_threshold": ("FLOAT", {"default": 0.03, "min": 0.0, "max": 1.0, "step": 0.005,
-                                             "tooltip": "Extra mean change inside the mask (0..1) between frames, beyond "
-                                                        "the source's, that counts as a jump."}),
-            }
-        }
+        return stream_inputs({
+            "selection": (SELECTION, {"tooltip": "From Select Candidates."}),
+            "mode": (["delta", "replace"], {
+                "tooltip": "delta: add the keyframe's change to each frame (keeps each frame's own detail, "
+                           "e.g. a talking mouth). replace: paste the warped keyframe edit itself."}),
+            "blend_frames": ("INT", {"default": 4, "min": 0, "max": 100,
+                                     "tooltip": "Frames before each keyframe that fade into the next group's edit."}),
+            "flow": (list(flowlib.METHODS), {"default": "farneback",
+                                             "tooltip": "Optical flow from each frame to its keyframe: farneback "
+                                                        "follows fast motion best; DIS presets are faster."}),
+            "on_jump": (["report", "drop"], {
+                "tooltip": "report: only measure jumps (see the comparison report). drop: an extra pass first, "
+                           "then groups that jump stay original."}),
+            "jump_threshold": ("FLOAT", {"default": 0.03, "min": 0.0, "max": 1.0, "step": 0.005,
+                                         "tooltip": "Extra mean change inside the mask (0..1) between frames, beyond "
+                                                    "the source's, that counts as a jump."}),
+        }, frames="The same frames (with mask) that went into Keyframes.")
 
     def propagate(self, frames, selection, mode="delta", blend_frames=4, flow="farneback", on_jump="report",
                   jump_threshold=0.03):

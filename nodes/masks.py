@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from remaster.stages import mask_tools, masks, matting
 
-from ._common import FRAMES, StreamStage, category, frames_input, model_input
+from ._common import FRAMES, StreamStage, category, model_input, stream_inputs
 
 GROUP = category("Masks")
 
@@ -20,19 +20,16 @@ class RemasterVideoMatting(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input(),
-                "model": model_input("matting", "RobustVideoMatting weights (matting folder): mobilenetv3 is fast, resnet50 a little finer.", "video_matting"),
-                "downsample_ratio": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                                              "tooltip": "Size at which the network looks at the frame (the edges are refined at full size). "
-                                                         "0 = automatic (longer side ~640 px). Lower for close-ups, higher for small people in wide shots."}),
-                "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Forget the previous shot at scene cuts (detected if none are attached)."}),
-                "stabilize": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 0.95, "step": 0.05,
-                                        "tooltip": "Temporal smoothing of the matte (as Mask Temporal Smooth): steadies the "
-                                                   "fringe at still edges without trailing moving ones. 0 = raw network output."}),
-            },
-        }
+        return stream_inputs({
+            "model": model_input("matting", "RobustVideoMatting weights (matting folder): mobilenetv3 is fast, resnet50 a little finer.", "video_matting"),
+            "downsample_ratio": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                          "tooltip": "Size at which the network looks at the frame (the edges are refined at full size). "
+                                                     "0 = automatic (longer side ~640 px). Lower for close-ups, higher for small people in wide shots."}),
+            "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Forget the previous shot at scene cuts (detected if none are attached)."}),
+            "stabilize": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 0.95, "step": 0.05,
+                                    "tooltip": "Temporal smoothing of the matte (as Mask Temporal Smooth): steadies the "
+                                               "fringe at still edges without trailing moving ones. 0 = raw network output."}),
+        })
 
     def run(self, frames, model, downsample_ratio=0.0, reset_at_cuts=True, stabilize=0.8):
         out = matting.rvm_matte(frames, model, downsample_ratio=downsample_ratio, reset_at_cuts=reset_at_cuts)
@@ -51,14 +48,11 @@ class RemasterPortraitMatting(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input(),
-                "model": model_input("matting", "MODNet weights (matting folder): photographic for camera footage, webcam for webcam-like video.", "portrait_matting"),
-                "ref_size": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 32,
-                                     "tooltip": "Shorter side the network works at (MODNet was trained at 512)."}),
-            },
-        }
+        return stream_inputs({
+            "model": model_input("matting", "MODNet weights (matting folder): photographic for camera footage, webcam for webcam-like video.", "portrait_matting"),
+            "ref_size": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 32,
+                                 "tooltip": "Shorter side the network works at (MODNet was trained at 512)."}),
+        })
 
     def run(self, frames, model, ref_size=512):
         return (matting.modnet_matte(frames, model, ref_size=ref_size),)
@@ -76,24 +70,21 @@ class RemasterSAM2VideoMask(StreamStage):
     @classmethod
     def INPUT_TYPES(cls):
         names = [n for n in model_input("sam2", "")[0] if not n.endswith((".json", ".txt"))] or ["(no models found)"]
-        return {
-            "required": {
-                "frames": frames_input(),
-                "model": (names, {"tooltip": "SAM2.1 Hugging Face folder in models/sam2 (config.json + model.safetensors). tiny is fastest, large best."}),
-                "frame": ("INT", {"default": 0, "min": 0, "max": 10**8, "tooltip": "Frame the widget prompt below refers to."}),
-                "positive_points": ("STRING", {"default": "", "tooltip": "Points on the object, in pixels: 'x,y; x,y'."}),
-                "negative_points": ("STRING", {"default": "", "tooltip": "Points NOT on the object: 'x,y; x,y'."}),
-                "box": ("STRING", {"default": "", "tooltip": "Optional box around the object: 'x0,y0,x1,y1' in pixels."}),
-                "prompts_json": ("STRING", {"default": "", "multiline": True, "remaster_editor": "sam2_prompts",
-                                            "tooltip": 'More prompts as JSON: [{"frame": 0, "points": [[x, y, 1], [x, y, 0]], '
-                                                       '"boxes": [[x0, y0, x1, y1]], "obj_id": 1}, ...]. Label 1 = object, 0 = not. '
-                                                       "Several obj_id values give several objects (their union is the mask)."}),
-                "reseed_at_cuts": ("BOOLEAN", {"default": False,
-                                               "tooltip": "At scene cuts, forget and re-seed each object with its latest prompt "
-                                                          "(for edits that cut between similar framings)."}),
-                "combine": (["replace", "union", "intersect"], {"tooltip": "What to do with a mask the stream already has."}),
-            },
-        }
+        return stream_inputs({
+            "model": (names, {"tooltip": "SAM2.1 Hugging Face folder in models/sam2 (config.json + model.safetensors). tiny is fastest, large best."}),
+            "frame": ("INT", {"default": 0, "min": 0, "max": 10**8, "tooltip": "Frame the widget prompt below refers to."}),
+            "positive_points": ("STRING", {"default": "", "tooltip": "Points on the object, in pixels: 'x,y; x,y'."}),
+            "negative_points": ("STRING", {"default": "", "tooltip": "Points NOT on the object: 'x,y; x,y'."}),
+            "box": ("STRING", {"default": "", "tooltip": "Optional box around the object: 'x0,y0,x1,y1' in pixels."}),
+            "prompts_json": ("STRING", {"default": "", "multiline": True, "remaster_editor": "sam2_prompts",
+                                        "tooltip": 'More prompts as JSON: [{"frame": 0, "points": [[x, y, 1], [x, y, 0]], '
+                                                   '"boxes": [[x0, y0, x1, y1]], "obj_id": 1}, ...]. Label 1 = object, 0 = not. '
+                                                   "Several obj_id values give several objects (their union is the mask)."}),
+            "reseed_at_cuts": ("BOOLEAN", {"default": False,
+                                           "tooltip": "At scene cuts, forget and re-seed each object with its latest prompt "
+                                                      "(for edits that cut between similar framings)."}),
+            "combine": (["replace", "union", "intersect"], {"tooltip": "What to do with a mask the stream already has."}),
+        })
 
     def run(self, frames, model, frame=0, positive_points="", negative_points="", box="", prompts_json="",
             reseed_at_cuts=False, combine="replace"):
@@ -138,16 +129,13 @@ class RemasterMaskSmooth(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("A stream with a mask."),
-                "strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 0.95, "step": 0.05,
-                                       "tooltip": "How much small changes are averaged away (0 = off)."}),
-                "tolerance": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
-                                        "tooltip": "A mask change at least this big is real motion and is followed at once."}),
-                "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Start fresh at scene cuts."}),
-            },
-        }
+        return stream_inputs({
+            "strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 0.95, "step": 0.05,
+                                   "tooltip": "How much small changes are averaged away (0 = off)."}),
+            "tolerance": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
+                                    "tooltip": "A mask change at least this big is real motion and is followed at once."}),
+            "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Start fresh at scene cuts."}),
+        }, frames="A stream with a mask.")
 
     def run(self, frames, strength=0.6, tolerance=0.3, reset_at_cuts=True):
         return (mask_tools.smooth_stream(frames, strength, tolerance, reset_at_cuts=reset_at_cuts),)
@@ -162,18 +150,15 @@ class RemasterMaskAdjust(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("A stream with a mask."),
-                "threshold_low": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                            "tooltip": "0 = no threshold. Alone: hard cut at this value. With threshold_high: soft ramp from low (0) to high (1)."}),
-                "threshold_high": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                             "tooltip": "Upper end of a soft ramp; 0 (or <= low) makes the threshold hard."}),
-                "grow": ("INT", {"default": 0, "min": -256, "max": 256, "tooltip": "Pixels to grow (positive) or shrink (negative) the mask."}),
-                "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 256.0, "step": 0.5, "tooltip": "Edge softening radius in pixels."}),
-                "invert": ("BOOLEAN", {"default": False, "tooltip": "Swap foreground and background."}),
-            },
-        }
+        return stream_inputs({
+            "threshold_low": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                        "tooltip": "0 = no threshold. Alone: hard cut at this value. With threshold_high: soft ramp from low (0) to high (1)."}),
+            "threshold_high": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "tooltip": "Upper end of a soft ramp; 0 (or <= low) makes the threshold hard."}),
+            "grow": ("INT", {"default": 0, "min": -256, "max": 256, "tooltip": "Pixels to grow (positive) or shrink (negative) the mask."}),
+            "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 256.0, "step": 0.5, "tooltip": "Edge softening radius in pixels."}),
+            "invert": ("BOOLEAN", {"default": False, "tooltip": "Swap foreground and background."}),
+        }, frames="A stream with a mask.")
 
     def run(self, frames, threshold_low=0.0, threshold_high=0.0, grow=0, feather=0.0, invert=False):
         s = frames
@@ -199,14 +184,11 @@ class RemasterMaskRefine(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("A stream with a mask."),
-                "radius": ("INT", {"default": 8, "min": 1, "max": 128, "tooltip": "Window radius in pixels: how far an edge may move."}),
-                "eps": ("FLOAT", {"default": 0.001, "min": 1e-6, "max": 1.0, "step": 0.0001,
-                                  "tooltip": "Smaller follows image edges more closely; larger keeps the mask smoother."}),
-            },
-        }
+        return stream_inputs({
+            "radius": ("INT", {"default": 8, "min": 1, "max": 128, "tooltip": "Window radius in pixels: how far an edge may move."}),
+            "eps": ("FLOAT", {"default": 0.001, "min": 1e-6, "max": 1.0, "step": 0.0001,
+                              "tooltip": "Smaller follows image edges more closely; larger keeps the mask smoother."}),
+        }, frames="A stream with a mask.")
 
     def run(self, frames, radius=8, eps=0.001):
         return (mask_tools.refine_stream(frames, radius, eps),)
@@ -218,13 +200,10 @@ class RemasterMaskCombine(StreamStage):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input("First stream (its frames are kept)."),
-                "other": (FRAMES, {"tooltip": "Second stream; only its mask is used."}),
-                "mode": (list(mask_tools.COMBINE_MODES), {"tooltip": "union (either), intersect (both), subtract (first minus second), add, multiply, difference."}),
-            },
-        }
+        return stream_inputs({
+            "other": (FRAMES, {"tooltip": "Second stream; only its mask is used."}),
+            "mode": (list(mask_tools.COMBINE_MODES), {"tooltip": "union (either), intersect (both), subtract (first minus second), add, multiply, difference."}),
+        }, frames="First stream (its frames are kept).")
 
     def run(self, frames, other, mode="union"):
         return (mask_tools.combine_streams(frames, other, mode),)

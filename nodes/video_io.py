@@ -15,7 +15,7 @@ from remaster.media import decode, encode, preview
 from remaster.analysis import scenes
 from remaster.stream import from_tensor
 
-from ._common import CUTS, FRAMES, category, frames_input
+from ._common import CUTS, FRAMES, StreamStage, category, frames_input, stream_inputs
 
 log = logging.getLogger("remaster")
 
@@ -222,21 +222,18 @@ class RemasterPreviewFrames:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input(),
-                "first_frame": ("INT", {"default": 0, "min": 0, "max": 10**8, "tooltip": "First frame to show."}),
-                "count": ("INT", {"default": 6, "min": 1, "max": 64, "tooltip": "How many frames to show."}),
-                "step": ("INT", {"default": 1, "min": 1, "max": 10**6, "tooltip": "Show every step-th frame from first_frame."}),
-            },
-        }
+        return stream_inputs({
+            "first_frame": ("INT", {"default": 0, "min": 0, "max": 10**8, "tooltip": "First frame to show."}),
+            "count": ("INT", {"default": 6, "min": 1, "max": 64, "tooltip": "How many frames to show."}),
+            "step": ("INT", {"default": 1, "min": 1, "max": 10**6, "tooltip": "Show every step-th frame from first_frame."}),
+        })
 
     def preview(self, frames, first_frame=0, count=6, step=1):
         images = preview.pick_frames(frames, first_frame, count, step)
         return {"ui": {"images": preview.save_temp_images(images)}, "result": (images,)}
 
 
-class RemasterCache:
+class RemasterCache(StreamStage):
     DESCRIPTION = (
         "Render everything upstream once to a lossless file in ComfyUI's temp folder (keyed by the "
         "chain's fingerprint). Re-queueing after changing a later node then reads the file instead of "
@@ -244,8 +241,6 @@ class RemasterCache:
     )
     CATEGORY = category("Video")
     FUNCTION = "cache"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -267,13 +262,10 @@ class RemasterFramesToImage:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input(),
-                "max_frames": ("INT", {"default": 300, "min": 1, "max": 100000,
-                                       "tooltip": "Upper bound on frames held in memory; above it the node stops with an error."}),
-            },
-        }
+        return stream_inputs({
+            "max_frames": ("INT", {"default": 300, "min": 1, "max": 100000,
+                                   "tooltip": "Upper bound on frames held in memory; above it the node stops with an error."}),
+        })
 
     def convert(self, frames, max_frames=300):
         import torch
@@ -290,12 +282,10 @@ class RemasterFramesToImage:
         return (chunk.frames, mask, float(frames.info.fps))
 
 
-class RemasterImageToFrames:
+class RemasterImageToFrames(StreamStage):
     DESCRIPTION = "Wrap a ComfyUI IMAGE batch (and optional MASK and AUDIO) as a Remaster frame stream."
     CATEGORY = category("Interop")
     FUNCTION = "convert"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -315,12 +305,10 @@ class RemasterImageToFrames:
         return (from_tensor(images, Fraction(fps).limit_denominator(1001), mask=mask, audio=ref, source="IMAGE"),)
 
 
-class RemasterVideoToFrames:
+class RemasterVideoToFrames(StreamStage):
     DESCRIPTION = "Stream a core ComfyUI VIDEO (from core Load Video or other nodes) without loading it whole."
     CATEGORY = category("Interop")
     FUNCTION = "convert"
-    RETURN_TYPES = (FRAMES,)
-    RETURN_NAMES = ("frames",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -359,15 +347,12 @@ class RemasterSceneCuts:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": frames_input(),
-                "threshold": ("FLOAT", {"default": 0.25, "min": 0.01, "max": 2.0, "step": 0.01,
-                                        "tooltip": "How different two frames must be to count as a cut (lower finds more)."}),
-                "min_shot_frames": ("INT", {"default": 8, "min": 1, "max": 10000,
-                                            "tooltip": "Shortest shot; cuts closer than this to the previous one are ignored (flashes)."}),
-            },
-        }
+        return stream_inputs({
+            "threshold": ("FLOAT", {"default": 0.25, "min": 0.01, "max": 2.0, "step": 0.01,
+                                    "tooltip": "How different two frames must be to count as a cut (lower finds more)."}),
+            "min_shot_frames": ("INT", {"default": 8, "min": 1, "max": 10000,
+                                        "tooltip": "Shortest shot; cuts closer than this to the previous one are ignored (flashes)."}),
+        })
 
     def detect(self, frames, threshold=0.25, min_shot_frames=8):
         cuts = scenes.detect_scene_cuts(frames, threshold, min_shot_frames)

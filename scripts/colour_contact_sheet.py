@@ -23,6 +23,7 @@ from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import colour, film, lut  # noqa: E402
 from remaster.analysis.colourspace import linear_to_srgb, srgb_to_linear  # noqa: E402
 from remaster.stream import from_tensor  # noqa: E402
+from sheet import label, stack, write  # noqa: E402
 
 TILE_W = 384
 
@@ -30,13 +31,6 @@ TILE_W = 384
 def degrade(x: torch.Tensor) -> torch.Tensor:
     warm = linear_to_srgb(srgb_to_linear(x) * torch.tensor([1.3, 1.0, 0.7]))
     return (0.12 + 0.62 * warm).clamp(0, 1)  # lifted blacks, dim whites
-
-
-def label(img: np.ndarray, text: str) -> np.ndarray:
-    img = img.copy()
-    cv2.rectangle(img, (0, 0), (img.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(img, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.48, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
 
 
 def row(path: Path, seconds: float, pick: int) -> np.ndarray:
@@ -70,16 +64,7 @@ def main() -> None:
     clips = Path(args.clips)
     rows = [row(clips / "dog_720p30_audio.mp4", 1.0, 20), row(clips / "juggle_720p24.mp4", 1.0, 12),
             row(clips / "talking_head_512_30_audio.mp4", 1.0, 15)]
-    w = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows]
-    sheet = np.concatenate(rows, 0)
-    scale = min(1.0, 1600 / sheet.shape[1])
-    if scale < 1:
-        sheet = cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    print(args.out, sheet.shape, Path(args.out).stat().st_size)
-
+    write(args.out, stack(rows, max_width=1600))
 
 if __name__ == "__main__":
     main()

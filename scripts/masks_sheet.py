@@ -12,14 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import background, matting  # noqa: E402
+from sheet import stack, to_u8, write  # noqa: E402
 
 
 def main() -> None:
@@ -47,18 +46,9 @@ def main() -> None:
         orig = src.read(0, n).frames
         for i in picks:
             a = got.mask[i][..., None].expand(-1, -1, 3)
-            rows.append(torch.cat([orig[i], a, got.frames[i]], 1))
-    width = max(r.shape[1] for r in rows)
-    padded = [torch.nn.functional.pad(r, (0, 0, 0, width - r.shape[1])) for r in rows]
+            rows.append(to_u8(torch.cat([orig[i], a, got.frames[i]], 1))[:, :, ::-1])
     # two row-blocks side by side would be wider than useful; stack and shrink
-    sheet = torch.cat(padded, 0).numpy()
-    img = (sheet * 255).round().clip(0, 255).astype(np.uint8)[:, :, ::-1]
-    scale = min(1.0, 2400 / img.shape[0])
-    img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    print(args.out, img.shape, Path(args.out).stat().st_size)
-
+    write(args.out, stack(rows, max_height=2400))
 
 if __name__ == "__main__":
     main()

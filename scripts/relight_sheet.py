@@ -25,15 +25,9 @@ from remaster.stages import matting  # noqa: E402
 from remaster.stages import relight as R  # noqa: E402
 from remaster.stages.lut import linear_to_srgb, srgb_to_linear  # noqa: E402
 from remaster.stream import from_tensor  # noqa: E402
+from sheet import label, to_u8, write  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-
-
-def label(img: np.ndarray, text: str) -> np.ndarray:
-    img = img.copy()
-    cv2.rectangle(img, (0, 0), (img.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(img, text, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
 
 
 def main() -> None:
@@ -54,16 +48,14 @@ def main() -> None:
         lit = R.relight(from_tensor(dim, 25, mask=m), R.preset("natural", target="both"))
         tiles.append(("dim -> natural + auto colour", C.auto_colour(lit, white_balance="white_patch", wb_strength=0.6,
                                                                     vibrance=0.1).read().frames))
-        row = [label((t[-1].numpy()[..., ::-1] * 255 + 0.5).clip(0, 255).astype(np.uint8), k) for k, t in tiles]
+        row = [label(to_u8(t[-1])[..., ::-1], k, 0.45) for k, t in tiles]
         rows.append(np.concatenate(row, 1))
     w = max(r.shape[1] for r in rows)
     rows = [cv2.resize(r, (w, round(r.shape[0] * w / r.shape[1])), interpolation=cv2.INTER_AREA) for r in rows]
     sheet = np.concatenate(rows, 0)
     scale = min(1.0, 1400 / sheet.shape[1])
     sheet = cv2.resize(sheet, (round(sheet.shape[1] * scale), round(sheet.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, sheet, [cv2.IMWRITE_JPEG_QUALITY, 82])
-    print(args.out, sheet.shape)
+    write(args.out, sheet, (cv2.IMWRITE_JPEG_QUALITY, 82))
 
 
 if __name__ == "__main__":

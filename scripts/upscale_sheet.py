@@ -27,20 +27,10 @@ from remaster import host  # noqa: E402
 from remaster.media.decode import open_video  # noqa: E402
 from remaster.stages import face_restore as fr  # noqa: E402
 from remaster.stages import upscale as up  # noqa: E402
+from sheet import label, to_u8  # noqa: E402
 
 SHARED = Path(os.environ.get("REMASTER_SHARED", ROOT.parent / "shared"))
 OUT = ROOT / "docs" / "img"
-
-
-def label(img: np.ndarray, text: str) -> np.ndarray:
-    img = img.copy()
-    cv2.rectangle(img, (0, 0), (img.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(img, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
-def to_u8(t: torch.Tensor) -> np.ndarray:
-    return np.clip(t.numpy() * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def upscale_sheet() -> Path:

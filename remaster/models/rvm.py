@@ -202,28 +202,25 @@ class Projection(nn.Module):
         return self.conv(x)
 
 
-def _box_guided(lr_x, lr_y, hr_x, mean):
-    """Guided-filter coefficients on the low-res pair, applied to the high-res guide."""
-    mean_x, mean_y = mean(lr_x), mean(lr_y)
-    cov_xy = mean(lr_x * lr_y) - mean_x * mean_y
-    var_x = mean(lr_x * lr_x) - mean_x * mean_x
-    return mean_x, mean_y, cov_xy, var_x
+class _GuidedRefiner(nn.Module):
+    """Guided-filter refinement: coefficients fitted on the low-resolution (source, prediction)
+    pair, upsampled and applied to the full-resolution source. Subclasses give the box mean and
+    the slope ``a`` from the covariances."""
 
+    def _box(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
-class FastGuidedFilterRefiner(nn.Module):
-    """Parameter-free refiner (used when a checkpoint carries no refiner weights)."""
-
-    def __init__(self, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
+    def _slope(self, cov_xy, var_x, base_hid):
+        raise NotImplementedError
 
     def forward(self, fine_src, base_src, base_fgr, base_pha, base_hid):
         lr_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], 1)
         hr_x = torch.cat([fine_src, fine_src.mean(1, keepdim=True)], 1)
         lr_y = torch.cat([base_fgr, base_pha], 1)
-        box = lambda t: F.avg_pool2d(t, 3, 1, 1, count_include_pad=False)  # noqa: E731
-        mean_x, mean_y, cov_xy, var_x = _box_guided(lr_x, lr_y, hr_x, box)
-        a = cov_xy / (var_x + self.eps)
+        mean_x, mean_y = self._box(lr_x), self._box(lr_y)
+        cov_xy = self._box(lr_x * lr_y) - mean_x * mean_y
+        var_x = self._box(lr_x * lr_x) - mean_x * mean_x
+        a = self._slope(cov_xy, var_x, base_hid)
         b = mean_y - a * mean_x
         size = fine_src.shape[2:]
         a = F.interpolate(a, size, mode="bilinear", align_corners=False)
@@ -231,7 +228,21 @@ class FastGuidedFilterRefiner(nn.Module):
         return (a * hr_x + b).split([3, 1], 1)
 
 
-class DeepGuidedFilterRefiner(nn.Module):
+class FastGuidedFilterRefiner(_GuidedRefiner):
+    """Parameter-free refiner (used when a checkpoint carries no refiner weights)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def _box(self, t):
+        return F.avg_pool2d(t, 3, 1, 1, count_include_pad=False)
+
+    def _slope(self, cov_xy, var_x, base_hid):
+        return cov_xy / (var_x + self.eps)
+
+
+class DeepGuidedFilterRefiner(_GuidedRefiner):
     def __init__(self, hid: int = 16) -> None:
         super().__init__()
         self.box_filter = nn.Conv2d(4, 4, 3, padding=1, bias=False, groups=4)
@@ -242,17 +253,11 @@ class DeepGuidedFilterRefiner(nn.Module):
             nn.Conv2d(hid, 4, 1, bias=True),
         )
 
-    def forward(self, fine_src, base_src, base_fgr, base_pha, base_hid):
-        lr_x = torch.cat([base_src, base_src.mean(1, keepdim=True)], 1)
-        hr_x = torch.cat([fine_src, fine_src.mean(1, keepdim=True)], 1)
-        lr_y = torch.cat([base_fgr, base_pha], 1)
-        mean_x, mean_y, cov_xy, var_x = _box_guided(lr_x, lr_y, hr_x, self.box_filter)
-        a = self.conv(torch.cat([cov_xy, var_x, base_hid], 1))
-        b = mean_y - a * mean_x
-        size = fine_src.shape[2:]
-        a = F.interpolate(a, size, mode="bilinear", align_corners=False)
-        b = F.interpolate(b, size, mode="bilinear", align_corners=False)
-        return (a * hr_x + b).split([3, 1], 1)
+    def _box(self, t):
+        return self.box_filter(t)
+
+    def _slope(self, cov_xy, var_x, base_hid):
+        return self.conv(torch.cat([cov_xy, var_x, base_hid], 1))
 
 
 class RVM(nn.Module):

@@ -63,29 +63,43 @@ def derive_scale(sd: dict, scale: int) -> dict:
     return out
 
 
-class TemporalCompact(nn.Module):
-    """SRVGGNetCompact + a recurrent, flow-warped feature fusion (see the module docstring)."""
+class _CompactSplit(nn.Module):
+    """A Compact's body split at an activation ``fuse_at``: ``head`` up to it, ``_finish`` after."""
 
     def __init__(self, compact: nn.Module, fuse_at: Optional[int] = None) -> None:
         super().__init__()
         self.body = compact.body
         self.upsampler = compact.upsampler
         self.scale = int(compact.upscale)
-        nf = int(compact.num_feat)
-        self.num_feat = nf
-        n = len(self.body)
-        self.fuse_at = int(fuse_at) if fuse_at is not None else n - 10  # 4 conv+act pairs after it
-        if not (0 < self.fuse_at < n - 1) or not isinstance(self.body[self.fuse_at], (nn.PReLU, nn.ReLU, nn.LeakyReLU)):
-            raise ValueError(f"fuse_at must index an activation of the body (odd, < {n - 1}), got {self.fuse_at}")
-        self.temporal = nn.Sequential(nn.Conv2d(2 * nf + 1, nf, 3, 1, 1), nn.LeakyReLU(0.1), nn.Conv2d(nf, nf, 3, 1, 1))
-        nn.init.zeros_(self.temporal[2].weight)
-        nn.init.zeros_(self.temporal[2].bias)
+        self.num_feat = int(compact.num_feat)
+        self.fuse_at = int(fuse_at) if fuse_at is not None else len(self.body) - 10  # 4 conv+act pairs after it
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Features up to and including the fusion point (the part a short fine-tune may freeze)."""
         for layer in self.body[: self.fuse_at + 1]:
             x = layer(x)
         return x
+
+    def _finish(self, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The body after the fusion point, the upsampler and the nearest-upscaled input added back."""
+        for layer in self.body[self.fuse_at + 1 : -1]:
+            h = layer(h)
+        out = self.upsampler(self.body[-1](h))
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return out + base, h
+
+
+class TemporalCompact(_CompactSplit):
+    """SRVGGNetCompact + a recurrent, flow-warped feature fusion (see the module docstring)."""
+
+    def __init__(self, compact: nn.Module, fuse_at: Optional[int] = None) -> None:
+        super().__init__(compact, fuse_at)
+        nf, n = self.num_feat, len(self.body)
+        if not (0 < self.fuse_at < n - 1) or not isinstance(self.body[self.fuse_at], (nn.PReLU, nn.ReLU, nn.LeakyReLU)):
+            raise ValueError(f"fuse_at must index an activation of the body (odd, < {n - 1}), got {self.fuse_at}")
+        self.temporal = nn.Sequential(nn.Conv2d(2 * nf + 1, nf, 3, 1, 1), nn.LeakyReLU(0.1), nn.Conv2d(nf, nf, 3, 1, 1))
+        nn.init.zeros_(self.temporal[2].weight)
+        nn.init.zeros_(self.temporal[2].bias)
 
     def tail(self, h: torch.Tensor, x: torch.Tensor, prev_warped: Optional[torch.Tensor],
              conf: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,11 +108,7 @@ class TemporalCompact(nn.Module):
             prev_warped = torch.zeros_like(h)
             conf = torch.zeros_like(h[:, :1])
         h = h + self.temporal(torch.cat([h, prev_warped * conf, conf], 1))
-        for layer in self.body[self.fuse_at + 1 : -1]:
-            h = layer(h)
-        out = self.upsampler(self.body[-1](h))
-        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
-        return out + base, h
+        return self._finish(h, x)
 
     def forward(self, x, prev_warped=None, conf=None):
         return self.tail(self.head(x), x, prev_warped, conf)
@@ -107,25 +117,11 @@ class TemporalCompact(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("temporal.")}
 
 
-class FrameWise(nn.Module):
+class FrameWise(_CompactSplit):
     """The plain Compact behind the same ``head``/``tail`` interface (no temporal module)."""
 
-    def __init__(self, compact: nn.Module, fuse_at: Optional[int] = None) -> None:
-        super().__init__()
-        self.body = compact.body
-        self.upsampler = compact.upsampler
-        self.scale = int(compact.upscale)
-        self.num_feat = int(compact.num_feat)
-        self.fuse_at = int(fuse_at) if fuse_at is not None else len(self.body) - 10
-
-    head = TemporalCompact.head
-
     def tail(self, h, x, prev_warped=None, conf=None):
-        for layer in self.body[self.fuse_at + 1 : -1]:
-            h = layer(h)
-        out = self.upsampler(self.body[-1](h))
-        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
-        return out + base, h
+        return self._finish(h, x)
 
     def forward(self, x, prev_warped=None, conf=None):
         return self.tail(self.head(x), x)

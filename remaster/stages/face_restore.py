@@ -342,18 +342,9 @@ class FaceRestorer:
         return chunk.with_(frames=out)
 
 
-def face_restore(
-    stream: FrameStream,
-    model: str,
-    detector: str,
-    strength: float = 1.0,
-    codeformer_fidelity: float = 0.5,
-    min_face_size: int = 32,
-    smoothing: float = 0.6,
-    detection_threshold: float = 0.6,
-    detect_cuts: bool = False,
-    precision: str = "auto",
-) -> FrameStream:
+def face_restore(stream: FrameStream, model: str, detector: str, strength: float = 1.0,
+                 codeformer_fidelity: float = 0.5, min_face_size: int = 32, smoothing: float = 0.6,
+                 detection_threshold: float = 0.6, detect_cuts: bool = False, precision: str = "auto") -> FrameStream:
     """A new stream with every detected face restored. Scene cuts attached to the stream (Scene
     Cuts node) reset the landmark smoothing; ``detect_cuts`` finds them if none are attached (once
     per chain, on the decoded video: see :mod:`remaster.analysis.scenes`)."""

@@ -1,8 +1,8 @@
-"""Packaging results (seed 001, step 13): a before/after comparison stream and a JSON run report.
+"""Packaging results: a before/after comparison stream and a JSON run report.
 
 :func:`comparison` zips two streams of the same length into side-by-side, stacked or wipe frames
 (the wipe's divider sweeps left to right over the clip). With ``report_path`` set, the pass also
-re-measures the edit against the source (:class:`~.inpaint.JumpMeter`) and writes the JSON report
+re-measures the edit against the source (:class:`~remaster.analysis.jumps.JumpMeter`) and writes the JSON report
 (keyframes, picks, scores, timings, settings, jumps) when the last frame has been produced.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..analysis.jumps import JumpMeter
 from ..stream import Chunk, FrameStream, rebatch
 
 __all__ = ["comparison", "LAYOUTS", "run_report", "write_report", "next_report_path"]
@@ -123,8 +124,6 @@ def comparison(
     def producer(_up: FrameStream, size: int) -> Iterator[Chunk]:
         meter = None
         if report_path is not None:
-            from .inpaint import JumpMeter
-
             meter = JumpMeter(selection.plan)
         t0 = time.perf_counter()
         for ca, cb in _zip(before, after, size):

@@ -33,7 +33,7 @@ from .. import host
 from ..models import registry
 from ..models import temporal_compact as tcm
 from ..analysis import flow as flowlib
-from ..stages.temporal_restore import TemporalRunner, autocast_dtype
+from ..stages.upscale.temporal import TemporalRunner, autocast_dtype
 from . import pairs as P
 
 log = logging.getLogger("remaster.train")
@@ -48,14 +48,14 @@ class TrainConfig:
     name: str
     clips: list = field(default_factory=list)  # clean clips (paths) damaged by `degradation`
     pairs: list = field(default_factory=list)  # (damaged path, clean path)
-    base: str = "realesr-general-x4v3"
-    scale: int = 1
-    temporal: bool = True
-    degradation: str = "simple"
+    base: str = "realesr-general-x4v3"  # starting weights (a compact Real-ESRGAN in upscale_models)
+    scale: int = 1  # 1, 2 or 4: derived exactly from the x4 weights
+    temporal: bool = True  # add the recurrent, flow-warped fusion (else frame by frame)
+    degradation: str = "simple"  # how clean clips are damaged into training inputs
     steps: int = 200
     batch: int = 2
-    seq_len: int = 3
-    patch: int = 64
+    seq_len: int = 3  # frames per training sequence
+    patch: int = 64  # crop side in pixels
     samples: int = 48
     lr: float = 2e-4
     new_module_lr_scale: float = 5.0

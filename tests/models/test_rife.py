@@ -168,3 +168,23 @@ def test_unsupported_files_fail_clearly(tmp_path):
         rife.detect_config(bad)
     with pytest.raises(registry.ModelNotFound, match="rife"):
         rife.load_rife("rife_missing.pth", device=torch.device("cpu"))
+
+
+def test_precision_and_cache_are_the_packs(monkeypatch):
+    from remaster.models.cache import MODELS
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(host, "cpu_has_fast_bf16", lambda: False)
+    assert rife.compute_dtype_for(cpu) == (torch.float32, False)
+    monkeypatch.setattr(host, "cpu_has_fast_bf16", lambda: True)
+    assert rife.compute_dtype_for(cpu) == (torch.bfloat16, True)  # bf16 + channels_last on such CPUs
+    assert rife.compute_dtype_for(torch.device("cuda"), "auto")[0] == torch.float16
+    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+        rife.compute_dtype_for(cpu, "fp16")
+    folder = host.model_dirs("rife")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(official_state_dict("4.6"), folder / "rife46.pth")
+    MODELS.clear("rife")
+    a = rife.load_rife("rife46.pth", cpu, "fp32")
+    b = rife.load_rife("rife46.pth", cpu, "fp32")
+    assert a.net is b.net and len(MODELS._kinds["rife"]) == 1  # parsed once, kept in the one cache

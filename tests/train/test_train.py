@@ -76,7 +76,7 @@ def test_few_steps_lower_the_loss_and_load_in_upscale(base, temporal):
     got = res.read().frames
     assert (w, h) == (32, 24) and got.shape == frames.shape
     if temporal:
-        from remaster.stages.temporal_restore import TemporalRunner
+        from remaster.stages.upscale.temporal import TemporalRunner
 
         r = TemporalRunner(tcm.load(path), torch.device("cpu"), "fp32")
         ref = torch.stack([r.step(frames[i]) for i in range(3)])

@@ -23,7 +23,8 @@ from .backends import CallableInpaint, ComfyInpaint, DiffusersInpaint, InpaintBa
 from .candidates import InpaintCandidates, KeyframeEdit, candidate_sheet, inpaint_keyframes
 from .keyframes import KeyframePlan, analyse_keyframes, keyframe_stream
 from .geometry import crop_box, edit_region, feather, rectangle_mask
-from .propagate import JumpMeter, propagate
+from ...analysis.jumps import JumpMeter
+from .propagate import propagate
 from .select import InpaintSelection, parse_picks, select_candidates
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Keyframes for video inpainting (seed 001, step 4): where does the masked region change?
+"""Keyframes for video inpainting: where does the masked region change?
 
 Each frame is compared with the most recent *keyframe* (not with the previous frame), inside the
 inpainting mask (the union of the keyframe's and the frame's masks) on a downscaled copy:
@@ -148,17 +148,9 @@ def _difference(a: _Thumb, b: _Thumb, flow_method: Optional[str]) -> tuple:
     return mad + mask_change, motion
 
 
-def analyse_keyframes(
-    stream: FrameStream,
-    movement: float = 0.5,
-    determinism: float = 0.5,
-    min_group: int = 4,
-    max_group: int = 48,
-    analysis_side: int = 256,
-    window: int = 48,
-    flow_method: str = "dis_ultrafast",
-    detect_cuts: bool = True,
-) -> KeyframePlan:
+def analyse_keyframes(stream: FrameStream, movement: float = 0.5, determinism: float = 0.5, min_group: int = 4,
+                      max_group: int = 48, analysis_side: int = 256, window: int = 48,
+                      flow_method: str = "dis_ultrafast", detect_cuts: bool = True) -> KeyframePlan:
     """Analyse ``stream`` (frames + inpainting mask) and return its :class:`KeyframePlan`.
 
     Memoised per stream fingerprint and settings. See the module docstring for the method.
@@ -269,17 +261,9 @@ def analyse_keyframes(
     progress.close()
 
     groups = [[k, (keyframes[g + 1] if g + 1 < len(keyframes) else seen)] for g, k in enumerate(keyframes)]
-    plan = KeyframePlan(
-        frame_count=seen,
-        keyframes=keyframes,
-        groups=groups,
-        colour=colour,
-        motion=motion,
-        cuts=sorted(cut_set),
-        settings=settings,
-        source=stream.fingerprint,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+    plan = KeyframePlan(frame_count=seen, keyframes=keyframes, groups=groups, colour=colour, motion=motion,
+                        cuts=sorted(cut_set), settings=settings, source=stream.fingerprint,
+                        seconds=round(time.perf_counter() - t0, 3))
     _cache[key] = plan
     return plan
 

@@ -6,52 +6,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ... import host
 from ...stream import Chunk, FrameStream
 from ...analysis import flow as flowlib
-from .keyframes import KeyframePlan
+from ...analysis.jumps import JumpMeter
 from .geometry import feather, to_float
 from .select import InpaintSelection
-
-
-class JumpMeter:
-    """Step 9: does the edited video change inside the mask more than the source does?
-
-    Per frame ``t`` (not the first of a shot): ``excess = d(out_t, out_t-1) - d(src_t, src_t-1)``,
-    ``d`` = mean absolute difference inside the union of both frames' masks, on a copy downscaled
-    to ``side``. A group's score is the largest excess over its frames (its first frame measures
-    the jump at its start).
-    """
-
-    def __init__(self, plan: KeyframePlan, side: int = 256) -> None:
-        self.plan, self.side = plan, side
-        self.cuts = set(plan.cuts)
-        self.prev = None
-        self.excess = [0.0] * plan.frame_count
-
-    def _small(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[:2]
-        s = min(1.0, self.side / max(H, W))
-        size = (max(1, round(H * s)), max(1, round(W * s)))
-        y = x.permute(2, 0, 1)[None] if x.ndim == 3 else x[None, None]
-        return F.interpolate(y.float(), size=size, mode="area")[0]
-
-    def add(self, index: int, src: torch.Tensor, out: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
-        s, o = self._small(src), self._small(out)
-        m = self._small(mask)[0] > 0.05 if mask is not None else torch.ones(s.shape[1:], dtype=torch.bool)
-        if self.prev is not None and index not in self.cuts and self.prev[0] == index - 1:
-            _, ps, po, pm = self.prev
-            region = m | pm
-            if region.any():
-                ds = float((s - ps).abs().mean(0)[region].mean())
-                do = float((o - po).abs().mean(0)[region].mean())
-                self.excess[index] = max(0.0, do - ds)
-        self.prev = (index, s, o, m)
-
-    def group_scores(self) -> list:
-        return [max(self.excess[a:b]) if b > a else 0.0 for a, b in self.plan.groups]
 
 
 def _region_box(alpha: torch.Tensor) -> Optional[tuple]:

@@ -3,7 +3,7 @@ fusion, see :mod:`remaster.models.temporal_compact`) on the frame stream.
 
 Frames go through one at a time, in order: the previous frame's hidden features are warped to the
 current frame by optical flow computed on the *input* frames (with the forward-backward and
-photometric confidence of :func:`remaster.stages.temporal_consistency.motion_confidence`) and
+photometric confidence of :func:`remaster.analysis.flow.motion_confidence`) and
 fused in. State: one frame of features and one small grey frame. Scene cuts (attached or
 detected in the same pass) reset it. Whole frames, no tiling (the features of the previous frame
 must cover the frame); on a GPU the model runs in fp16/bf16 autocast.
@@ -16,38 +16,29 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import host
-from ..models import registry
-from ..models import temporal_compact as tcm
-from ..stream import Chunk, FrameStream
-from ..analysis import flow as flowlib
-from ..analysis import scenes
-from ..analysis.flow import motion_confidence, scale_flow
-
-_cache: dict = {}
+from ... import host
+from ...models import registry
+from ...models import temporal_compact as tcm
+from ...models.cache import MODELS, file_key
+from ...models.precision import pick_dtype
+from ...stream import Chunk, FrameStream
+from ...analysis import flow as flowlib
+from ...analysis import scenes
+from ...analysis.flow import motion_confidence, scale_flow
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> Optional[torch.dtype]:
-    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32)."""
-    if precision == "fp32" or device.type not in ("cuda", "cpu"):
+    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32): the pack's precision
+    policy with bf16 preferred on GPUs that have it."""
+    if device.type not in ("cuda", "cpu"):
         return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if host.cpu_has_fast_bf16() else None
+    dtype = pick_dtype(device, precision, cuda_prefers="bf16")
+    return None if dtype == torch.float32 else dtype
 
 
 def load(name: str) -> tcm.TemporalCompact:
     path = registry.resolve(name, "upscale_models")
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = tcm.load(path)
-    return _cache[key]
+    return MODELS.get("temporal_restore", file_key(path), lambda: tcm.load(path))
 
 
 def is_temporal_model(name: str) -> bool:
