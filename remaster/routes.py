@@ -241,7 +241,7 @@ def sam2_preview(body: Mapping[str, Any]) -> tuple[bytes, dict, str]:
     if not here:
         raise RouteError(400, f"no prompts on frame {index}")
     try:
-        from .stages import masks as masks_stage  # SAM2 (issue 5)
+        from .stages import masks as masks_stage  # SAM2 point prompts
 
         preview_mask = masks_stage.preview_mask
     except (ImportError, AttributeError):
