@@ -10,6 +10,8 @@ from conftest import clip
 from remaster import host
 from remaster.media.decode import open_video
 from remaster.stages import lut as L
+from remaster.stages.lut import cube as LC
+from remaster.stages.lut import interp as LI
 from remaster.stream import from_tensor
 
 with warnings.catch_warnings():
@@ -69,7 +71,7 @@ def test_identity_1d_lut_and_real_frames(clips_dir):
 def test_matches_colour_science(tmp_path, interpolation, reference, size, path_, monkeypatch):
     """Both CPU paths: OpenColorIO's (used when installed) and the torch one (GPUs, fallback)."""
     if path_ == "torch":
-        monkeypatch.setattr(L, "_ocio_processor", lambda *a: None)
+        monkeypatch.setattr(LI, "cpu_processor", lambda *a: None)
     else:
         pytest.importorskip("PyOpenColorIO")
     table = _random_lut(size, seed=size)
@@ -152,7 +154,7 @@ def test_oversized_cube_files_are_refused(tmp_path, monkeypatch):
     p.write_text("LUT_1D_SIZE 70000\n")
     with pytest.raises(L.LUTError, match="LUT_1D_SIZE 70000"):
         L.read_cube(p)
-    monkeypatch.setattr(L, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(LC, "MAX_FILE_BYTES", 1000)
     p.write_text(L.format_cube(L.identity_grid(5)))
     with pytest.raises(L.LUTError, match="refused"):
         L.read_cube(p)
