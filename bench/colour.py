@@ -74,7 +74,7 @@ def each(chunks: list, fn) -> None:
 
 def pull(stream) -> None:
     for c in stream.chunks():
-        c.frames  # Load Video's frames are made from the decoder's YUV when first read
+        _ = c.frames  # Load Video's frames are made from the decoder's YUV when first read
 
 
 def row(name: str, frames: int, wall: float, cpu: float) -> str:

@@ -21,7 +21,7 @@ from ...analysis.curves import apply_1d
 from ...stream import Chunk, FrameStream
 from .cube import (MAX_1D_SIZE, MAX_3D_SIZE, MAX_FILE_BYTES, CubeLUT, LUTError, format_cube,  # noqa: F401
                    identity_grid, parse_cube, read_cube)
-from .interp import INTERPOLATIONS, apply_3d  # noqa: F401
+from .interp import INTERPOLATIONS, apply_3d
 
 LUT_INPUTS = ("display", "linear", "logc3", "slog3")
 LUT_OUTPUTS = ("same", "display")
