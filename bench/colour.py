@@ -1,22 +1,28 @@
-"""Colour bench: LUT grading at 1080p against ffmpeg's lut3d filter, and automatic colour at 1080p.
+"""Colour bench: 3D LUT grading against ffmpeg's lut3d filter, and automatic colour, in one run.
 
-    python bench/colour.py [--frames 48] [--lut luts/warm_gym.cube] [--clip ../shared/clips/juggle_720p24.mp4]
+    python bench/colour.py [--frames 24] [--height 720] [--threads 1] [--repeats 5] [--lut luts/warm_gym.cube]
 
-Makes a 1080p H.264 file from a real clip (ffmpeg from imageio-ffmpeg), then times on that same
-file and the same .cube:
-  * ffmpeg: decode + lut3d (tetrahedral) to a null sink, and decode alone (filter cost = the
-    difference); the format the filter works in is what ffmpeg picks by itself.
-  * Remaster: Load Video + Apply LUT (tetrahedral) pulled chunk by chunk, and the load alone;
-    plus the LUT on frames already in memory.
-  * Automatic colour: the whole two-pass node from the file, and the apply pass on frames in memory.
-Wall time and CPU time (all threads) are reported; frames/s are from wall time. It also checks that
-our LUT output matches ffmpeg's on ffmpeg's own RGB frames.
+Makes an H.264 file from a real clip (ffmpeg from imageio-ffmpeg), and from it, with ffmpeg's own
+YUV → RGB conversion, the raw RGB frames both tools then grade: rgb24 (the format ffmpeg's lut3d
+picks by itself for such a video) and planar float (gbrpf32le, where its lut3d has SIMD code).
+Our in-memory frames are exactly those rgb24 pixels as float32. Timed, interleaved ``--repeats``
+times (min and median kept, the machine may be shared):
+  * ffmpeg lut3d (tetrahedral, its default) alone: (raw read + lut3d) − raw read, on rgb24 and on
+    float planar frames; and on the video: (decode + lut3d) − decode, which includes its YUV → RGB.
+  * Remaster Apply LUT (tetrahedral) on the frames in memory, in chunks of 8 (each result dropped
+    before the next, as in a stream: results kept alive cost the kernel page zeroing and, with
+    transparent huge pages, compaction — see docs/colour.md); and Load Video +
+    Apply LUT − Load Video on the same file.
+CPU time (all threads; ffmpeg's from its rusage) is the figure to compare on a shared machine.
+Then, once: trilinear, the torch path, automatic colour, and our LUT output against ffmpeg's on
+ffmpeg's own rgb48 frames.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,9 +62,19 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _diff(a: tuple, b: tuple) -> tuple:
+    return a[0] - b[0], a[1] - b[1]
+
+
+def each(chunks: list, fn) -> None:
+    """``fn`` on each chunk, each result dropped before the next, as a stream consumer does."""
+    for c in chunks:
+        fn(c)
+
+
 def pull(stream) -> None:
-    for _ in stream.chunks():
-        pass
+    for c in stream.chunks():
+        _ = c.frames  # Load Video's frames are made from the decoder's YUV when first read
 
 
 def row(name: str, frames: int, wall: float, cpu: float) -> str:
@@ -67,7 +83,9 @@ def row(name: str, frames: int, wall: float, cpu: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--lut", default=str(ROOT / "luts" / "warm_gym.cube"))
     ap.add_argument("--clip", default=str(ROOT.parent / "shared" / "clips" / "juggle_720p24.mp4"))
     ap.add_argument("--threads", type=int, default=0,
@@ -77,47 +95,89 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
         ff_threads = ["-threads", str(args.threads), "-filter_threads", str(args.threads)]
-    n = args.frames
+    n, h = args.frames, args.height
+    w = (h * 16 // 9 + 1) // 2 * 2
     tmp = Path(tempfile.mkdtemp(prefix="remaster-bench-"))
-    video = tmp / "bench_1080p.mp4"
+    video = tmp / f"bench_{h}p.mp4"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", args.clip, "-frames:v", str(n),
-                    "-vf", "scale=1920:1080:flags=bicubic", "-c:v", "libx264", "-crf", "16", "-preset", "fast",
+                    "-vf", f"scale={w}:{h}:flags=bicubic", "-c:v", "libx264", "-crf", "16", "-preset", "fast",
                     "-pix_fmt", "yuv420p", str(video)], check=True)
+    raws = {}
+    for fmt in ("rgb24", "gbrpf32le"):
+        raws[fmt] = tmp / f"frames.{fmt}"
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video), "-f", "rawvideo",
+                        "-pix_fmt", fmt, str(raws[fmt])], check=True)
     lut_path = os.path.abspath(args.lut)
     lut = L.read_cube(lut_path)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, ffmpeg threads {args.threads or 'default'}, {os.cpu_count()} CPUs; {n} frames 1920x1080; "
-          f"LUT {Path(lut_path).name} ({lut.size}^3)\n")
-    print("| what | frames/s | ms/frame (wall) | ms/frame (CPU, all threads) |")
-    print("|---|---|---|---|")
-
     esc = lut_path.replace("\\", "/").replace(":", "\\:")
-    ff_dec = timed_ffmpeg([*ff_threads, "-i", str(video), "-f", "null", "-"])
-    ff_lut = timed_ffmpeg([*ff_threads, "-i", str(video), "-vf", f"lut3d=file='{esc}':interp=tetrahedral",
-                           "-f", "null", "-"])
-    print(row("ffmpeg decode only", n, *ff_dec))
-    print(row("ffmpeg decode + lut3d (tetrahedral)", n, *ff_lut))
-    print(row("ffmpeg lut3d filter alone (difference)", n, ff_lut[0] - ff_dec[0], ff_lut[1] - ff_dec[1]))
-
+    lut3d = f"lut3d=file='{esc}':interp=tetrahedral"
+    rgb = np.fromfile(raws["rgb24"], dtype=np.uint8).reshape(n, h, w, 3)
+    frames = torch.from_numpy(rgb).float().div_(255.0)
+    chunks = [frames[s:s + 8] for s in range(0, n, 8)]
     src = open_video(video, chunk_size=8)
-    ours_dec = timed(lambda: pull(src))
-    ours_lut = timed(lambda: pull(L.lut_stream(src, lut_path, "tetrahedral")))
-    print(row("Remaster Load Video only", n, *ours_dec))
-    print(row("Remaster Load Video + Apply LUT (tetrahedral)", n, *ours_lut))
-    print(row("Remaster Apply LUT alone (difference)", n, ours_lut[0] - ours_dec[0], ours_lut[1] - ours_dec[1]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, ffmpeg threads "
+          f"{args.threads or 'default'}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          f"{n} frames {w}x{h}; LUT {Path(lut_path).name} ({lut.size}^3); {args.repeats} interleaved repeats\n")
 
+    def raw_in(fmt):
+        return ["-f", "rawvideo", "-pix_fmt", fmt, "-s", f"{w}x{h}", "-i", str(raws[fmt])]
+
+    def ff(inp, vf=None):
+        return timed_ffmpeg([*ff_threads, *inp, *(["-vf", vf] if vf else []), "-f", "null", "-"])
+
+    cases = {
+        "ffmpeg lut3d alone, rgb24 frames (the format it picks for a video)":
+            lambda: _diff(ff(raw_in("rgb24"), lut3d), ff(raw_in("rgb24"))),
+        "ffmpeg lut3d alone, float planar frames (gbrpf32le, its SIMD path)":
+            lambda: _diff(ff(raw_in("gbrpf32le"), lut3d), ff(raw_in("gbrpf32le"))),
+        "ffmpeg on the video: (decode + lut3d) − decode":
+            lambda: _diff(ff(["-i", str(video)], lut3d), ff(["-i", str(video)])),
+        "Remaster Apply LUT on frames in memory":
+            lambda: timed(lambda: each(chunks, lambda c: L.apply_lut(c, lut, "tetrahedral"))),
+        "Remaster on the video: (Load Video + Apply LUT) − Load Video":
+            lambda: _diff(timed(lambda: pull(L.lut_stream(src, lut_path, "tetrahedral"))), timed(lambda: pull(src))),
+    }
+    L.apply_lut(chunks[0], lut, "tetrahedral")  # warm-up: OpenColorIO processor, thread pool
+    got = {k: [] for k in cases}
+    for _ in range(args.repeats):
+        for k, fn in cases.items():
+            got[k].append(fn())
+    print("| what (tetrahedral) | ms/frame CPU, min | median | ms/frame wall, median |")
+    print("|---|---|---|---|")
+    stats = {}
+    for k, v in got.items():
+        cpu = sorted(c for _, c in v)
+        wall = sorted(t for t, _ in v)
+        stats[k] = (cpu[0], cpu[len(cpu) // 2])
+        print(f"| {k} | {1000 * cpu[0] / n:.1f} | {1000 * cpu[len(cpu) // 2] / n:.1f} | {1000 * wall[len(wall) // 2] / n:.1f} |")
+    ours = stats["Remaster Apply LUT on frames in memory"]
+    print("\nCPU-time ratios, ours / ffmpeg (min / median):")
+    for k in list(cases)[:2]:
+        print(f"  Apply LUT in memory / {k}: ×{ours[0] / stats[k][0]:.2f} / ×{ours[1] / stats[k][1]:.2f}")
+    pipe, ffp = stats["Remaster on the video: (Load Video + Apply LUT) − Load Video"], stats[list(cases)[2]]
+    print(f"  on the video, ours / ffmpeg: ×{pipe[0] / ffp[0]:.2f} / ×{pipe[1] / ffp[1]:.2f}\n")
+
+    print("| what, once | frames/s | ms/frame wall | ms/frame CPU |")
+    print("|---|---|---|---|")
     m = min(n, 16)
-    frames = src.read(0, m).frames
-    for interp in L.INTERPOLATIONS:
-        t = timed(lambda: L.apply_lut(frames, lut, interp))
-        print(row(f"Remaster LUT on frames in memory ({interp})", m, *t))
+    print(row("Remaster LUT in memory, trilinear", n, *timed(lambda: each(chunks, lambda c: L.apply_lut(c, lut, "trilinear")))))
+    from remaster.stages.lut import interp
 
-    mem = from_tensor(frames, 24)
+    keep = interp.cpu_processor
+    interp.cpu_processor = lambda *a: None
+    try:
+        print(row("Remaster LUT in memory, tetrahedral, torch path (GPU code on the CPU)", m,
+                  *timed(lambda: L.apply_lut(frames[:m], lut, "tetrahedral"))))
+    finally:
+        interp.cpu_processor = keep
+    mframes = src.read(0, m).frames
+    mem = from_tensor(mframes, 24)
     s = C.AutoColourSettings()
     params, _ = C.analyse(mem, s)
     p = torch.from_numpy(params).float()
-    print(row("Auto colour, apply pass on frames in memory (defaults)", m, *timed(lambda: C.apply_params(frames, p, s))))
+    print(row("Auto colour, apply pass on frames in memory (defaults)", m, *timed(lambda: C.apply_params(mframes, p, s))))
     s_lc = C.AutoColourSettings(local_contrast=0.3)
-    print(row("Auto colour, apply pass with local contrast (CLAHE)", m, *timed(lambda: C.apply_params(frames, p, s_lc))))
+    print(row("Auto colour, apply pass with local contrast (CLAHE)", m, *timed(lambda: C.apply_params(mframes, p, s_lc))))
     print(row("Auto colour, analysis pass on frames in memory", m, *timed(lambda: C.analyse(mem, s))))
     print(row("Auto colour node from the file (both passes, 2 decodes)", n, *timed(lambda: pull(C.auto_colour(src, s)))))
 
@@ -125,15 +185,14 @@ def main() -> None:
     def raw(vf: str) -> np.ndarray:
         out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video), "-frames:v", "4",
                               "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], check=True, capture_output=True)
-        return np.frombuffer(out.stdout, dtype="<u2").reshape(-1, 1080, 1920, 3).astype(np.float32) / 65535.0
+        return np.frombuffer(out.stdout, dtype="<u2").reshape(-1, h, w, 3).astype(np.float32) / 65535.0
 
     base = raw("format=rgb48le")
     theirs = raw(f"format=rgb48le,lut3d=file='{esc}':interp=tetrahedral")
     ours = L.apply_lut(torch.from_numpy(base), lut, "tetrahedral").numpy()
     diff = np.abs(ours - theirs)
     print(f"\nparity with ffmpeg lut3d (rgb48, 4 frames): max |diff| {diff.max():.2e}, mean {diff.mean():.2e}")
-    video.unlink()
-    tmp.rmdir()
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from conftest import clip
 from remaster import host
 from remaster.media.decode import open_video
 from remaster.stages import lut as L
+from remaster.stages.lut import cube as LC
+from remaster.stages.lut import interp as LI
 from remaster.stream import from_tensor
 
 with warnings.catch_warnings():
@@ -69,7 +71,7 @@ def test_identity_1d_lut_and_real_frames(clips_dir):
 def test_matches_colour_science(tmp_path, interpolation, reference, size, path_, monkeypatch):
     """Both CPU paths: OpenColorIO's (used when installed) and the torch one (GPUs, fallback)."""
     if path_ == "torch":
-        monkeypatch.setattr(L, "_ocio_processor", lambda *a: None)
+        monkeypatch.setattr(LI, "cpu_processor", lambda *a: None)
     else:
         pytest.importorskip("PyOpenColorIO")
     table = _random_lut(size, seed=size)
@@ -85,18 +87,66 @@ def test_matches_colour_science(tmp_path, interpolation, reference, size, path_,
     assert torch.equal(x, torch.tensor(rgb, dtype=torch.float32))  # the input is left alone
 
 
-def test_domain_matches_colour_science(tmp_path):
+@pytest.mark.parametrize("path_", ["fast", "torch"])
+def test_domain_matches_colour_science(tmp_path, path_, monkeypatch):
+    """A domain other than 0..1 (OpenColorIO: a matrix before the cube, in the same pass), with
+    inputs inside and outside it (clamped to it, as colour-science does)."""
+    if path_ == "torch":
+        monkeypatch.setattr(LI, "cpu_processor", lambda *a: None)
+    else:
+        pytest.importorskip("PyOpenColorIO")
     table = _random_lut(17, seed=3)
     domain = np.array([[-0.1, 0.0, 0.05], [1.2, 1.5, 1.0]])
     path, ref_lut = _write_with_colour_science(tmp_path, table, domain=domain)
     ours = L.read_cube(path)
     assert ours.domain_min == pytest.approx((-0.1, 0.0, 0.05)) and ours.domain_max == pytest.approx((1.2, 1.5, 1.0))
     rng = np.random.default_rng(2)
-    rgb = rng.uniform(domain[0], domain[1], (20000, 3))
+    rgb = rng.uniform(domain[0] - 0.2, domain[1] + 0.2, (20000, 3))
     expected = ref_lut.apply(rgb, interpolator=colour.algebra.table_interpolation_tetrahedral)
     got = L.apply_3d(torch.tensor(rgb, dtype=torch.float32), ours.cube, ours.size, ours.domain_min,
                      ours.domain_max, "tetrahedral")
     assert np.abs(got.double().numpy() - expected).max() < 1e-4
+
+
+def test_cpu_bands_threads_and_shapes_agree_with_the_torch_path(monkeypatch):
+    """OpenColorIO's path cuts the pixels into lines and bands over threads: any pixel count (a
+    partial last line), any thread count and a non-contiguous input give the torch path's values,
+    and neither the input nor the thread setting is touched."""
+    pytest.importorskip("PyOpenColorIO")
+    lut = L.parse_cube(L.format_cube(torch.tensor(_random_lut(33, seed=7)), decimals=7))
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 37, 61, 3, generator=g) * 1.4 - 0.2  # 4514 pixels, some outside 0..1
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(L.apply_3d(x, lut.cube, lut.size))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    strided = L.apply_3d(x.transpose(1, 2), lut.cube, lut.size)
+    assert torch.equal(strided, outs[0].transpose(1, 2))
+    with monkeypatch.context() as m:
+        m.setattr(LI, "cpu_processor", lambda *a: None)
+        ref = L.apply_3d(x, lut.cube, lut.size)
+    assert outs[0].shape == x.shape and (outs[0] - ref).abs().max() < 1e-5
+    one = L.apply_3d(x[0, 0, :1], lut.cube, lut.size)  # a single pixel
+    assert (one - ref[0, 0, :1]).abs().max() < 1e-5
+
+
+def test_clamp_in_place_leaves_the_input_alone():
+    """The final clamp runs in place on the LUT's own result, never on the caller's frames."""
+    lut = L.parse_cube(L.format_cube(torch.tensor(_random_lut(9, seed=9)) * 1.5 - 0.2, decimals=7))
+    x = torch.rand(4, 8, 8, 3, generator=torch.Generator().manual_seed(10))
+    keep = x.clone()
+    for kw in ({}, dict(strength=0.5), dict(lut_input="linear"), dict(lut_input="slog3", lut_output="display")):
+        y = L.apply_lut(x, lut, **kw)
+        assert torch.equal(x, keep) and y.data_ptr() != x.data_ptr()
+        assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+    raw = L.apply_lut(x, lut, clamp=False)
+    assert float(raw.min()) < 0.0 or float(raw.max()) > 1.0  # the table does leave 0..1
+    assert torch.equal(L.apply_lut(x, lut), raw.clamp(0.0, 1.0))
 
 
 def test_1d_lut_matches_colour_science(tmp_path):
@@ -152,7 +202,7 @@ def test_oversized_cube_files_are_refused(tmp_path, monkeypatch):
     p.write_text("LUT_1D_SIZE 70000\n")
     with pytest.raises(L.LUTError, match="LUT_1D_SIZE 70000"):
         L.read_cube(p)
-    monkeypatch.setattr(L, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(LC, "MAX_FILE_BYTES", 1000)
     p.write_text(L.format_cube(L.identity_grid(5)))
     with pytest.raises(L.LUTError, match="refused"):
         L.read_cube(p)
