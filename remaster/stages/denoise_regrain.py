@@ -25,7 +25,7 @@ from ..stream import FrameStream
 from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
 from ..analysis.filmstock import grain as add_grain
-from ..analysis.window import Window, windowed
+from ..analysis.window import Item, Window, centred
 
 __all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 
@@ -74,7 +74,8 @@ class Denoiser:
         s.validate()
         self.s = s
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
+    def prepare(self, item: Item, first: bool) -> dict:
+        frame = item.frame
         return {"small": flowlib.to_gray_u8(frame, self.s.flow_side)}
 
     def process(self, w: Window) -> tuple:
@@ -116,9 +117,4 @@ class Denoiser:
 def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSettings()) -> FrameStream:
     """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        d = Denoiser(settings)
-        return d.prepare, d.process
-
-    return windowed(stream, "denoise_regrain", asdict(settings), settings.radius, make)
+    return centred(stream, "denoise_regrain", asdict(settings), settings.radius, lambda: Denoiser(settings))

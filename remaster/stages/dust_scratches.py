@@ -30,7 +30,7 @@ import torch
 from ..stream import FrameStream
 from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
-from ..analysis.window import Companion, Window, check_companion, windowed
+from ..analysis.window import Item, Window, centred
 
 __all__ = ["DustError", "DustScratches", "DustSettings", "dust_scratches"]
 
@@ -140,8 +140,8 @@ class DustScratches:
         # sensitivity 0 → 6 sigma, 0.5 → 3.5, 1 → 1 sigma
         self.k = 6.0 - 5.0 * settings.sensitivity
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
-        x = frame.numpy()
+    def prepare(self, item: Item, first: bool) -> dict:
+        x = item.frame.numpy()
         return {"small": flowlib.to_gray_u8(x, self.s.flow_side), "luma": _luma(x)}
 
     def _lines(self, item) -> np.ndarray:
@@ -223,14 +223,14 @@ class DustScratches:
                     lines = lines & ~(agree & moved)
             scratch = lines
         det = dust | scratch
-        if "protect" in it.aux:
-            det &= ~it.aux["protect"]
+        if it.protect is not None:
+            det &= ~it.protect
         if not det.any():
             return it.frame, det
         k = 2 * s.grow + 1
         grown = cv2.dilate(det.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-        if "protect" in it.aux:
-            grown &= ~it.aux["protect"]
+        if it.protect is not None:
+            grown &= ~it.protect
         out = x.copy()
         temporal = grown & ~cv2.dilate(scratch.astype(np.uint8), np.ones((1, k), np.uint8)).astype(bool)
         if warped:
@@ -289,28 +289,14 @@ def dust_scratches(stream: FrameStream, settings: DustSettings = DustSettings(),
     stream of the same size and length whose mask (or, without one, whose brightness) marks areas
     never to touch (titles, a logo, fine detail the detector mistakes for dirt)."""
     settings.validate()
-    check_companion(stream, protect, "the protect mask")
 
-    def make(upstream, chunk_size):
-        ds = DustScratches(settings)
-        comp = Companion(protect, chunk_size)
-
-        def prepare(index, frame, first):
-            aux = ds.prepare(index, frame, first)
-            f, m = comp.take(index)
-            if f is not None:
-                aux["protect"] = (m if m is not None else f.mean(-1)).numpy() > 0.5
-            return aux
-
-        def process(w: Window):
-            frame, det = ds.detect_and_repair(w)
+    class Worker(DustScratches):
+        def process(self, w: Window):
+            frame, det = self.detect_and_repair(w)
             if mask_output:
                 return frame, torch.from_numpy(det.astype(np.float32))
             return frame, w.item.mask
 
-        return prepare, process
-
     info = stream.info.with_(has_mask=True) if mask_output else None
-    params = dict(asdict(settings), mask_output=bool(mask_output),
-                  protect=protect.fingerprint if protect is not None else None)
-    return windowed(stream, "dust_scratches", params, settings.radius, make, info)
+    return centred(stream, "dust_scratches", dict(asdict(settings), mask_output=bool(mask_output)), settings.radius,
+                   lambda: Worker(settings), info, companions={"protect": protect})

@@ -28,7 +28,7 @@ import torch
 from ..stream import FrameStream
 from ..analysis.filmstock import STOCKS
 from ..analysis.colourspace import LUMA_709, linear_to_srgb, srgb_to_linear
-from ..analysis.window import Companion, Window, check_companion, windowed
+from ..analysis.window import Item, Window, centred
 
 __all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
 
@@ -107,8 +107,12 @@ class FadeRestorer:
         s.validate()
         self.s = s
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
-        return measure(frame.numpy(), self.s.low, self.s.high)
+    def prepare(self, item: Item, first: bool) -> dict:
+        aux = measure(item.frame.numpy(), self.s.low, self.s.high)
+        if "reference" in item.side:
+            ref = measure(item.side["reference"][0].numpy(), self.s.low, self.s.high)
+            aux["ref_lo"], aux["ref_hi"] = ref["lo"], ref["hi"]
+        return aux
 
     def process(self, w: Window) -> tuple:
         s = self.s
@@ -148,21 +152,5 @@ def restore_fade(stream: FrameStream, settings: FadeSettings = FadeSettings(),
     ``reference`` (auto mode): a better-kept copy of the same footage (same size and length, e.g.
     a telecine of another print); each channel's levels are matched to it instead of to neutral."""
     settings.validate()
-    check_companion(stream, reference, "the reference clip")
-
-    def make(upstream, chunk_size):
-        r = FadeRestorer(settings)
-        comp = Companion(reference, chunk_size)
-
-        def prepare(index, frame, first):
-            aux = r.prepare(index, frame, first)
-            f, _ = comp.take(index)
-            if f is not None:
-                ref = measure(f.numpy(), settings.low, settings.high)
-                aux["ref_lo"], aux["ref_hi"] = ref["lo"], ref["hi"]
-            return aux
-
-        return prepare, r.process
-
-    params = dict(asdict(settings), reference=reference.fingerprint if reference is not None else None)
-    return windowed(stream, "restore_fade", params, settings.radius, make)
+    return centred(stream, "restore_fade", asdict(settings), settings.radius, lambda: FadeRestorer(settings),
+                   companions={"reference": reference})

@@ -20,7 +20,7 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
-from ..analysis.window import Window, windowed
+from ..analysis.window import Item, Window, centred
 
 __all__ = ["EDGES", "StabiliseError", "StabiliseSettings", "frame_motion", "stabilise"]
 
@@ -93,7 +93,8 @@ class Stabiliser:
         self.path = np.zeros(4)
         self.scale = 1.0
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
+    def prepare(self, item: Item, first: bool) -> dict:
+        frame = item.frame
         small = flowlib.to_gray_u8(frame, self.s.analysis_side)
         self.scale = frame.shape[1] / small.shape[1]
         if first or self.prev_small is None:
@@ -138,9 +139,4 @@ class Stabiliser:
 def stabilise(stream: FrameStream, settings: StabiliseSettings = StabiliseSettings()) -> FrameStream:
     """The steadied stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        st = Stabiliser(settings)
-        return st.prepare, st.process
-
-    return windowed(stream, "stabilise", asdict(settings), settings.radius, make)
+    return centred(stream, "stabilise", asdict(settings), settings.radius, lambda: Stabiliser(settings))

@@ -23,7 +23,7 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
-from ..analysis.window import Window, windowed
+from ..analysis.window import Item, Window, centred
 from ..analysis.colourspace import YCC_601
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
@@ -119,7 +119,8 @@ class TapeFixer:
         self.s = s
         self.k = 6.0 - 4.0 * s.sensitivity
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
+    def prepare(self, item: Item, first: bool) -> dict:
+        frame = item.frame
         x = frame.numpy()
         ycc = x @ _YCC.T
         aux = {"small": flowlib.to_gray_u8(x, 480)}
@@ -203,9 +204,4 @@ class TapeFixer:
 def tape_fixes(stream: FrameStream, settings: TapeSettings = TapeSettings()) -> FrameStream:
     """The repaired stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        t = TapeFixer(settings)
-        return t.prepare, t.process
-
-    return windowed(stream, "tape_fixes", asdict(settings), settings.radius, make)
+    return centred(stream, "tape_fixes", asdict(settings), settings.radius, lambda: TapeFixer(settings))
