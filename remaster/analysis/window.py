@@ -28,7 +28,7 @@ from ..stream import Chunk, FrameStream, Temporal, source_span
 from ..temporal import iter_windows
 from .scenes import LazyCuts
 
-__all__ = ["Item", "Window", "centred", "check_companion"]
+__all__ = ["Item", "Window", "as_mask", "centred", "check_companion"]
 
 
 @dataclass
@@ -88,7 +88,8 @@ def _in_step(other: FrameStream, chunk_size: int, span: tuple) -> Iterator[tuple
 LABELS = {"protect": "protect mask", "damage": "damage mask", "reference": "reference clip"}
 
 
-def _as_mask(frame: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+def as_mask(frame: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """A companion frame as a yes/no mask: its mask, or without one its brightness, above 0.5."""
     return (mask if mask is not None else frame.mean(-1)).numpy() > 0.5
 
 
@@ -125,7 +126,7 @@ def centred(stream: FrameStream, name: str, params: dict, radius: int,
                             raise RuntimeError(f"{cname} out of step: got frame {ci}, expected {j}")
                         it.side[cname] = (cf, cm)
                     if "protect" in it.side:
-                        it.protect = _as_mask(*it.side["protect"])
+                        it.protect = as_mask(*it.side["protect"])
                     it.aux.update(worker.prepare(it, j == span[0] or j in cuts) or {})
                     cache[j] = it
                 items.append(cache[j])
