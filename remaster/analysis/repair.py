@@ -79,11 +79,15 @@ def fill_rows(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def inpaint_regions(x: np.ndarray, mask: np.ndarray, pad: int = 8) -> np.ndarray:
     """OpenCV (Telea) inpainting of each masked blob inside its own padded box (cheap for specks
-    and strips: the work follows the damage, not the frame); in place."""
+    and strips: the work follows the damage, not the frame); in place. Many blobs or large
+    boxes: the whole frame in one call."""
     h, w = mask.shape
     out = x
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    for bx, by, bw, bh, _ in stats[1:]:
+    boxes = stats[1:]
+    if len(boxes) > 64 or float(((boxes[:, 2] + 2 * pad) * (boxes[:, 3] + 2 * pad)).sum()) > 0.3 * h * w:
+        boxes = np.array([[0, 0, w, h, 0]])
+    for bx, by, bw, bh, _ in boxes:
         x0, y0 = max(0, bx - pad), max(0, by - pad)
         x1, y1 = min(w, bx + bw + pad), min(h, by + bh + pad)
         m = mask[y0:y1, x0:x1]

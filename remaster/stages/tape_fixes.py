@@ -23,14 +23,12 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
+from ..analysis.repair import from_ycc, inpaint_regions, neighbour_flows, sample_at, to_ycc
 from ..analysis.window import Item, Window, centred
-from ..analysis.colourspace import YCC_601
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 
 HEAD_MODES = ("off", "black", "inpaint", "crop")
-_YCC = np.array(YCC_601, np.float32)
-_RGB = np.linalg.inv(_YCC).astype(np.float32)
 
 
 class TapeError(ValueError):
@@ -62,7 +60,9 @@ class TapeSettings:
 
 
 def chroma_delay(ycc: np.ndarray, search: int = 12) -> float:
-    """Horizontal shift (px, + = chroma lags to the right) of the chroma against the luma."""
+    """Horizontal shift (px, + = chroma lags to the right) of the chroma against the luma
+    (measured on every other line: a horizontal shift needs no more)."""
+    ycc = ycc[::2]
     gy = np.abs(np.diff(ycc[..., 0], axis=1))
     gc = np.abs(np.diff(ycc[..., 1], axis=1)) + np.abs(np.diff(ycc[..., 2], axis=1))
     gy = cv2.GaussianBlur(gy, (0, 0), 2.0) - gy.mean()
@@ -120,10 +120,9 @@ class TapeFixer:
         self.k = 6.0 - 4.0 * s.sensitivity
 
     def prepare(self, item: Item, first: bool) -> dict:
-        frame = item.frame
-        x = frame.numpy()
-        ycc = x @ _YCC.T
-        aux = {"small": flowlib.to_gray_u8(x, 480)}
+        x = item.frame.numpy()
+        ycc = to_ycc(x)
+        aux = {"small": flowlib.to_gray_u8(x, 480), "ycc": ycc}
         if self.s.chroma_delay:
             aux["delay"] = chroma_delay(ycc)
         if self.s.head_switch != "off" and self.s.head_lines == 0:
@@ -152,8 +151,8 @@ class TapeFixer:
         it = w.item
         x = it.frame.numpy()
         h, wd, _ = x.shape
-        ycc = x @ _YCC.T
-        y, c = ycc[..., 0], ycc[..., 1:].copy()
+        ycc = it.aux.pop("ycc")
+        y, c = ycc[..., 0], ycc[..., 1:]
         if s.chroma_delay:
             d = float(np.median([i.aux["delay"] for i in w.items]))
             if abs(d) > 0.25:
@@ -161,38 +160,31 @@ class TapeFixer:
                 c = cv2.warpAffine(c, m, (wd, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if s.chroma_sharpen > 0:
             c = c + (guided(y, c) - c) * s.chroma_sharpen
-        out = np.clip(np.concatenate([y[..., None], c], -1) @ _RGB.T, 0, 1).astype(np.float32)
+        out = np.clip(from_ycc(np.concatenate([y[..., None], c], -1)), 0, 1)
         mask = self._defects(y)
         if mask.any():
             nbs = w.neighbours(s.radius)
             rep = np.zeros_like(mask)
             if nbs:
-                warped = []
-                for nb in nbs:
-                    f = flowlib.estimate_flow(it.aux["small"], nb.aux["small"], "dis_fast", out_size=(h, wd))
-                    wi = flowlib.backward_warp(nb.frame.permute(2, 0, 1)[None], f, padding="border")[0]
-                    warped.append(wi.permute(1, 2, 0).numpy())
+                # the neighbours carried onto this frame, at the damaged pixels only
+                st = np.stack([sample_at(nb.frame.numpy(), f, mask) for nb, f in zip(nbs, neighbour_flows(it, nbs))])
+                med = np.median(st, 0) if len(nbs) > 2 else st.mean(0)
                 # a neighbour's pixel is usable where that neighbour is not itself damaged there
-                st = np.stack(warped)
-                med = np.median(st, 0) if len(warped) > 2 else st.mean(0)
                 agree = (st.max(0) - st.min(0)).max(-1) < 0.12
-                rep = mask & agree
-                out[rep] = med[rep]
+                rep[mask] = agree
+                out[rep] = med[agree]
             rest = mask & ~rep
             if rest.any():
-                u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-                fill = cv2.inpaint(u8, rest.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32) / 255
-                out[rest] = fill[rest]
+                inpaint_regions(out, rest)
         if s.head_switch != "off":
             n = int(round(s.head_lines * h)) if s.head_lines > 0 else int(max(i.aux.get("head", 0) for i in w.items))
             if 0 < n < h // 4:
                 if s.head_switch == "black":
                     out[h - n:] = 0.0
                 elif s.head_switch == "inpaint":
-                    hm = np.zeros((h, wd), np.uint8)
-                    hm[h - n:] = 1
-                    u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-                    out[h - n:] = cv2.inpaint(u8, hm, 3, cv2.INPAINT_TELEA)[h - n:].astype(np.float32) / 255
+                    hm = np.zeros((h, wd), bool)
+                    hm[h - n:] = True
+                    inpaint_regions(out, hm)
                 else:
                     out = cv2.resize(out[:h - n], (wd, h), interpolation=cv2.INTER_LINEAR)
                     if it.mask is not None:

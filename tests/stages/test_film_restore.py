@@ -13,6 +13,7 @@ from remaster.stages import dust_scratches as DS
 from remaster.stages import fade_restore as FR
 from remaster.stages import film_damage as D
 from remaster.analysis import flow as FL
+from remaster.analysis.repair import to_ycc
 from remaster.stages import stabilise as SB
 from remaster.stages import tape_fixes as TF
 from remaster.stream import AudioRef, FrameStream, from_tensor
@@ -168,7 +169,7 @@ def test_tape_fixes_improve_a_vhs_copy():
     out = TF.tape_fixes(from_tensor(dmg, 30)).read().frames
     assert _psnr(out, x) > _psnr(dmg, x) + 2
     # the delay the simulator added, over the source's own chroma alignment (how its 4:2:0 was sited)
-    added = TF.chroma_delay(dmg[0].numpy() @ TF._YCC.T) - TF.chroma_delay(x[0].numpy() @ TF._YCC.T)
+    added = TF.chroma_delay(to_ycc(dmg[0].numpy())) - TF.chroma_delay(to_ycc(x[0].numpy()))
     assert abs(added - 2.5 * 270 / 720) < 0.6, added
 
 
