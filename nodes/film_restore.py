@@ -15,6 +15,10 @@ from ._common import FRAMES, StreamStage, category, frames_input
 GROUP = category("Film & Tape")
 
 
+def _mask_input(what: str) -> tuple:
+    return (FRAMES, {"tooltip": f"Same size and length as the frames: its mask (or brightness) marks {what}."})
+
+
 def _amount(tip: str, default: float = 1.0) -> tuple:
     return ("FLOAT", {"default": default, "min": 0.0, "max": 4.0, "step": 0.05, "tooltip": tip})
 
@@ -82,13 +86,15 @@ class RemasterDustScratches(StreamStage):
                 "mask_output": ("BOOLEAN", {"default": False, "tooltip": "Put the detection on the stream's mask, for inspection."}),
             },
             "optional": {
-                "protect": (FRAMES, {"tooltip": "Same size and length: its mask (or brightness) marks areas never to touch."}),
+                "protect": _mask_input("areas never to touch"),
+                "damage": _mask_input("known damage to repair as well (e.g. Film Damage's mask output)"),
             },
         }
 
-    def run(self, frames, sensitivity=0.5, dust=True, scratches=True, radius=2, mask_output=False, protect=None):
+    def run(self, frames, sensitivity=0.5, dust=True, scratches=True, radius=2, mask_output=False, protect=None,
+            damage=None):
         st = ds.DustSettings(sensitivity=sensitivity, radius=radius, dust=dust, scratches=scratches)
-        return (ds.dust_scratches(frames, st, mask_output, protect),)
+        return (ds.dust_scratches(frames, st, mask_output, protect, damage),)
 
 
 class RemasterStabilise(StreamStage):
@@ -171,13 +177,14 @@ class RemasterTapeFixes(StreamStage):
                 "head_lines": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 0.1, "step": 0.005,
                                          "tooltip": "Height of the head-switching strip as a fraction of the frame (0 = detect)."}),
             },
+            "optional": {"protect": _mask_input("areas never to touch")},
         }
 
     def run(self, frames, chroma_delay=True, chroma_sharpen=1.0, dropouts=True, bands=True, sensitivity=0.5,
-            head_switch="inpaint", head_lines=0.02):
+            head_switch="inpaint", head_lines=0.02, protect=None):
         st = tf.TapeSettings(chroma_delay=chroma_delay, chroma_sharpen=chroma_sharpen, dropouts=dropouts, bands=bands,
                              sensitivity=sensitivity, head_switch=head_switch, head_lines=head_lines)
-        return (tf.tape_fixes(frames, st),)
+        return (tf.tape_fixes(frames, st, protect),)
 
 
 class RemasterDenoiseRegrain(StreamStage):
@@ -199,10 +206,12 @@ class RemasterDenoiseRegrain(StreamStage):
                                       "tooltip": "Grain put back, relative to the measured grain (0 = clean)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Grain seed."}),
             },
+            "optional": {"protect": _mask_input("areas left as they came (a face, a title)")},
         }
 
-    def run(self, frames, strength=1.0, radius=2, regrain=0.5, seed=0):
-        return (dn.denoise_regrain(frames, dn.DenoiseSettings(strength=strength, radius=radius, regrain=regrain, seed=seed)),)
+    def run(self, frames, strength=1.0, radius=2, regrain=0.5, seed=0, protect=None):
+        st = dn.DenoiseSettings(strength=strength, radius=radius, regrain=regrain, seed=seed)
+        return (dn.denoise_regrain(frames, st, protect),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -114,7 +114,11 @@ class Denoiser:
         return torch.from_numpy(np.ascontiguousarray(y, np.float32)), it.mask
 
 
-def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSettings()) -> FrameStream:
-    """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``."""
+def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSettings(),
+                    protect: FrameStream | None = None) -> FrameStream:
+    """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``.
+    ``protect``: same size and length; its mask (or brightness) marks pixels left as they came
+    (a face or a title kept with its own texture)."""
     settings.validate()
-    return centred(stream, "denoise_regrain", asdict(settings), settings.radius, lambda: Denoiser(settings))
+    return centred(stream, "denoise_regrain", asdict(settings), settings.radius, lambda: Denoiser(settings),
+                   companions={"protect": protect})

@@ -193,7 +193,10 @@ class TapeFixer:
         return torch.from_numpy(np.ascontiguousarray(out)), it.mask
 
 
-def tape_fixes(stream: FrameStream, settings: TapeSettings = TapeSettings()) -> FrameStream:
-    """The repaired stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
+def tape_fixes(stream: FrameStream, settings: TapeSettings = TapeSettings(),
+               protect: FrameStream | None = None) -> FrameStream:
+    """The repaired stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware).
+    ``protect``: same size and length; its mask (or brightness) marks pixels left as they came."""
     settings.validate()
-    return centred(stream, "tape_fixes", asdict(settings), settings.radius, lambda: TapeFixer(settings))
+    return centred(stream, "tape_fixes", asdict(settings), settings.radius, lambda: TapeFixer(settings),
+                   companions={"protect": protect})

@@ -232,6 +232,12 @@ def test_companions_of_another_size_or_length_fail_before_any_work():
         N.RemasterDustScratches().run(src, protect=_untouchable(src, 72, 64, 6))
     with pytest.raises(ValueError, match="reference clip has 5 frames"):
         N.RemasterRestoreFadedColour().run(src, reference=_untouchable(src, 72, 96, 5))
+    with pytest.raises(ValueError, match="damage mask has 7 frames .* use the same clip range"):
+        N.RemasterDustScratches().run(src, damage=_untouchable(src, 72, 96, 7))
+    with pytest.raises(ValueError, match="protect mask is 96x36 .* load or resize it"):
+        N.RemasterTapeFixes().run(src, protect=_untouchable(src, 36, 96, 6))
+    with pytest.raises(ValueError, match="protect mask has 3 frames"):
+        N.RemasterDenoiseRegrain().run(src, protect=_untouchable(src, 72, 96, 3))
     with pytest.raises(ValueError, match="preset must be one of"):
         N.RemasterFilmDamage().run(src, preset="super8")
 
@@ -245,6 +251,25 @@ def test_protect_mask_keeps_areas_untouched():
     left = slice(0, x.shape[2] // 2)
     assert torch.equal(out[:, :, left], dmg[:, :, left])
     assert not torch.equal(out, dmg)
+    for stage in (TF.tape_fixes, DN.denoise_regrain):
+        out = stage(from_tensor(dmg), protect=from_tensor(dmg, mask=protect)).read().frames
+        assert torch.equal(out[:, :, left], dmg[:, :, left]), stage.__name__
+        assert not torch.equal(out[:, :, x.shape[2] // 2:], dmg[:, :, x.shape[2] // 2:]), stage.__name__
+
+
+def test_known_damage_mask_is_repaired():
+    """Film Damage's own mask handed to Dust & Scratches with detection off: exactly that is repaired."""
+    x = _real(frames=7, side=320)
+    dmg = D.film_damage(from_tensor(x), D.DamageSettings(preset="16mm", seed=3, dust=4.0, scratches=0.0), True).read()
+    known = from_tensor(dmg.frames, mask=dmg.mask)
+    st = DS.DustSettings(dust=False, scratches=False)
+    out = DS.dust_scratches(from_tensor(dmg.frames), st, mask_output=True, damage=known).read()
+    m = dmg.mask > 0.5
+    assert torch.equal(out.mask > 0.5, m)  # the detection is the given mask
+    rim = torch.nn.functional.max_pool2d(m.float()[:, None], 2 * st.grow + 1, 1, st.grow)[:, 0] > 0
+    assert torch.equal(out.frames[~rim], dmg.frames[~rim])  # nothing beyond the repair's rim touched
+    err = lambda y: float(((y - x)[m] ** 2).mean())  # noqa: E731
+    assert err(out.frames) < 0.5 * err(dmg.frames)
 
 
 # ---- shipped workflows --------------------------------------------------------------------------
