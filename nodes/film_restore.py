@@ -19,8 +19,20 @@ def _mask_input(what: str) -> tuple:
     return (FRAMES, {"tooltip": f"Same size and length as the frames: its mask (or brightness) marks {what}."})
 
 
+def _float(default: float, lo: float, hi: float, tip: str, step: float = 0.05) -> tuple:
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tip})
+
+
+def _int(default: int, lo: int, hi: int, tip: str) -> tuple:
+    return ("INT", {"default": default, "min": lo, "max": hi, "tooltip": tip})
+
+
+def _bool(default: bool, tip: str) -> tuple:
+    return ("BOOLEAN", {"default": default, "tooltip": tip})
+
+
 def _amount(tip: str, default: float = 1.0) -> tuple:
-    return ("FLOAT", {"default": default, "min": 0.0, "max": 4.0, "step": 0.05, "tooltip": tip})
+    return _float(default, 0.0, 4.0, tip)
 
 
 class RemasterFilmDamage(StreamStage):
@@ -40,13 +52,11 @@ class RemasterFilmDamage(StreamStage):
             "required": {
                 "frames": frames_input(),
                 "preset": (list(fd.PRESETS), {"default": "16mm", "tooltip": "Film gauge or tape format."}),
-                "severity": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
-                                       "tooltip": "Scales every defect (0 = clean, 1 = typical, 2 = badly kept)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Same seed, same damage."}),
+                "severity": _float(1.0, 0.0, 4.0, "Scales every defect (0 = clean, 1 = typical, 2 = badly kept)."),
+                "seed": _int(0, 0, 2**31 - 1, "Same seed, same damage."),
                 "stock": (["preset"] + list(fd.STOCKS), {"tooltip": "Film stock whose dyes fade (preset = the gauge's usual stock)."}),
-                "fading": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How far the dyes have faded."}),
-                "mask_output": ("BOOLEAN", {"default": False,
-                                            "tooltip": "Put where the local damage is (scratches, dust, blotches, tape defects) on the stream's mask."}),
+                "fading": _float(1.0, 0.0, 1.0, "How far the dyes have faded."),
+                "mask_output": _bool(False, "Put where the local damage is (scratches, dust, blotches, tape defects) on the stream's mask."),
             },
             "optional": {
                 "scratches": _amount("Line scratches."), "dust": _amount("Dust and dirt specks."),
@@ -78,12 +88,11 @@ class RemasterDustScratches(StreamStage):
         return {
             "required": {
                 "frames": frames_input(),
-                "sensitivity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                          "tooltip": "Higher finds fainter specks (and risks touching real detail)."}),
-                "dust": ("BOOLEAN", {"default": True, "tooltip": "Remove one-frame defects (dust, dirt, hairs, blotches)."}),
-                "scratches": ("BOOLEAN", {"default": True, "tooltip": "Remove line scratches."}),
-                "radius": ("INT", {"default": 2, "min": 1, "max": 2, "tooltip": "Neighbouring frames on each side compared."}),
-                "mask_output": ("BOOLEAN", {"default": False, "tooltip": "Put the detection on the stream's mask, for inspection."}),
+                "sensitivity": _float(0.5, 0.0, 1.0, "Higher finds fainter specks (and risks touching real detail)."),
+                "dust": _bool(True, "Remove one-frame defects (dust, dirt, hairs, blotches)."),
+                "scratches": _bool(True, "Remove line scratches."),
+                "radius": _int(2, 1, 2, "Neighbouring frames on each side compared."),
+                "mask_output": _bool(False, "Put the detection on the stream's mask, for inspection."),
             },
             "optional": {
                 "protect": _mask_input("areas never to touch"),
@@ -110,12 +119,11 @@ class RemasterStabilise(StreamStage):
         return {
             "required": {
                 "frames": frames_input(),
-                "radius": ("INT", {"default": 12, "min": 1, "max": 60,
-                                   "tooltip": "Frames each side used to smooth the path (longer = steadier, more delay)."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How much of the shake to remove."}),
-                "rotation": ("BOOLEAN", {"default": True, "tooltip": "Also steady rotation and zoom wobble."}),
+                "radius": _int(12, 1, 60, "Frames each side used to smooth the path (longer = steadier, more delay)."),
+                "strength": _float(1.0, 0.0, 1.0, "How much of the shake to remove."),
+                "rotation": _bool(True, "Also steady rotation and zoom wobble."),
                 "edge": (list(sb.EDGES), {"tooltip": "Uncovered borders: reflect, replicate the edge, black, or crop (zoom in)."}),
-                "crop": ("FLOAT", {"default": 0.04, "min": 0.0, "max": 0.25, "step": 0.01, "tooltip": "Zoom used by edge = crop."}),
+                "crop": _float(0.04, 0.0, 0.25, "Zoom used by edge = crop.", 0.01),
             },
         }
 
@@ -138,11 +146,11 @@ class RemasterRestoreFadedColour(StreamStage):
             "required": {
                 "frames": frames_input(),
                 "mode": (list(fr.MODES), {"tooltip": "auto: measured per shot. A stock: invert that stock's fading."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How much of the correction to apply."}),
-                "amount": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How faded the stock is (stock modes)."}),
-                "saturation": ("FLOAT", {"default": 1.25, "min": 0.5, "max": 2.0, "step": 0.05, "tooltip": "Saturation given back (auto mode)."}),
-                "deflicker": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Level exposure flicker (0 = off)."}),
-                "radius": ("INT", {"default": 12, "min": 0, "max": 60, "tooltip": "Frames each side the measurements are averaged over."}),
+                "strength": _float(1.0, 0.0, 1.0, "How much of the correction to apply."),
+                "amount": _float(1.0, 0.0, 1.0, "How faded the stock is (stock modes)."),
+                "saturation": _float(1.25, 0.5, 2.0, "Saturation given back (auto mode)."),
+                "deflicker": _float(1.0, 0.0, 1.0, "Level exposure flicker (0 = off)."),
+                "radius": _int(12, 0, 60, "Frames each side the measurements are averaged over."),
             },
             "optional": {
                 "reference": (FRAMES, {"tooltip": "A better-kept copy of the same footage (same size and length)."}),
@@ -168,14 +176,13 @@ class RemasterTapeFixes(StreamStage):
         return {
             "required": {
                 "frames": frames_input(),
-                "chroma_delay": ("BOOLEAN", {"default": True, "tooltip": "Measure and undo the colour's horizontal lag."}),
-                "chroma_sharpen": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Snap bled colour back to luma edges."}),
-                "dropouts": ("BOOLEAN", {"default": True, "tooltip": "Repair dropout streaks."}),
-                "bands": ("BOOLEAN", {"default": True, "tooltip": "Repair noise bands."}),
-                "sensitivity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Higher finds fainter defects."}),
+                "chroma_delay": _bool(True, "Measure and undo the colour's horizontal lag."),
+                "chroma_sharpen": _float(1.0, 0.0, 1.0, "Snap bled colour back to luma edges."),
+                "dropouts": _bool(True, "Repair dropout streaks."),
+                "bands": _bool(True, "Repair noise bands."),
+                "sensitivity": _float(0.5, 0.0, 1.0, "Higher finds fainter defects."),
                 "head_switch": (list(tf.HEAD_MODES), {"default": "inpaint", "tooltip": "What to do with the noisy bottom lines."}),
-                "head_lines": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 0.1, "step": 0.005,
-                                         "tooltip": "Height of the head-switching strip as a fraction of the frame (0 = detect)."}),
+                "head_lines": _float(0.02, 0.0, 0.1, "Height of the head-switching strip as a fraction of the frame (0 = detect).", 0.005),
             },
             "optional": {"protect": _mask_input("areas never to touch")},
         }
@@ -200,11 +207,10 @@ class RemasterDenoiseRegrain(StreamStage):
         return {
             "required": {
                 "frames": frames_input(),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05, "tooltip": "Multiplies the measured noise level."}),
-                "radius": ("INT", {"default": 2, "min": 1, "max": 4, "tooltip": "Frames each side averaged."}),
-                "regrain": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 2.0, "step": 0.05,
-                                      "tooltip": "Grain put back, relative to the measured grain (0 = clean)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Grain seed."}),
+                "strength": _float(1.0, 0.0, 4.0, "Multiplies the measured noise level."),
+                "radius": _int(2, 1, 4, "Frames each side averaged."),
+                "regrain": _float(0.5, 0.0, 2.0, "Grain put back, relative to the measured grain (0 = clean)."),
+                "seed": _int(0, 0, 2**31 - 1, "Grain seed."),
             },
             "optional": {"protect": _mask_input("areas left as they came (a face, a title)")},
         }

@@ -26,6 +26,7 @@ from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
 from ..analysis.filmstock import grain as add_grain
 from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 
@@ -46,14 +47,10 @@ class DenoiseSettings:
     flow_method: str = "dis_fast"
 
     def validate(self) -> None:
-        if not 0 <= self.strength <= 4:
-            raise DenoiseError(f"strength must be within 0..4, got {self.strength}")
-        if not 1 <= self.radius <= 4:
-            raise DenoiseError(f"radius must be within 1..4 frames, got {self.radius}")
-        if not 0 <= self.regrain <= 2:
-            raise DenoiseError(f"regrain must be within 0..2, got {self.regrain}")
-        if self.flow_method not in flowlib.METHODS:
-            raise DenoiseError(f"flow_method must be one of {', '.join(flowlib.METHODS)}, got '{self.flow_method}'")
+        within(DenoiseError, "strength", self.strength, 0, 4)
+        within(DenoiseError, "radius", self.radius, 1, 4, " frames")
+        within(DenoiseError, "regrain", self.regrain, 0, 2)
+        one_of(DenoiseError, "flow_method", self.flow_method, flowlib.METHODS)
 
 
 def measure_grain(residual: np.ndarray, luma: np.ndarray) -> tuple:

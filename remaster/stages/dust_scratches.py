@@ -33,6 +33,7 @@ from ..analysis import flow as flowlib
 from ..analysis.repair import (fill_rows, inpaint_regions, luma as _luma, neighbour_flows, robust_sigma as _robust_sigma,
                                sample_at)
 from ..analysis.window import Item, Window, as_mask, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["DustError", "DustScratches", "DustSettings", "dust_scratches"]
 
@@ -52,14 +53,11 @@ class DustSettings:
     grow: int = 2  # px added around each detection before repair
 
     def validate(self) -> None:
-        if not 0.0 <= self.sensitivity <= 1.0:
-            raise DustError(f"sensitivity must be within 0..1, got {self.sensitivity}")
+        within(DustError, "sensitivity", self.sensitivity, 0, 1)
         if self.radius not in (1, 2):
             raise DustError(f"radius must be 1 or 2 frames, got {self.radius}")
-        if self.flow_method not in flowlib.METHODS:
-            raise DustError(f"flow_method must be one of {', '.join(flowlib.METHODS)}, got '{self.flow_method}'")
-        if not 0 <= self.grow <= 8:
-            raise DustError(f"grow must be within 0..8 px, got {self.grow}")
+        one_of(DustError, "flow_method", self.flow_method, flowlib.METHODS)
+        within(DustError, "grow", self.grow, 0, 8, " px")
 
 
 def ridge(g: np.ndarray) -> np.ndarray:

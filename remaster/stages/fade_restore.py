@@ -29,6 +29,7 @@ from ..stream import FrameStream
 from ..analysis.filmstock import STOCKS
 from ..analysis.colourspace import LUMA_709, linear_to_srgb, srgb_to_linear
 from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
 
@@ -52,15 +53,11 @@ class FadeSettings:
     high: float = 99.0
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise FadeError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        one_of(FadeError, "mode", self.mode, MODES)
         for k in ("strength", "amount", "deflicker"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise FadeError(f"{k} must be within 0..1, got {getattr(self, k)}")
-        if not 0.5 <= self.saturation <= 2.0:
-            raise FadeError(f"saturation must be within 0.5..2, got {self.saturation}")
-        if not 0 <= self.radius <= 60:
-            raise FadeError(f"radius must be within 0..60 frames, got {self.radius}")
+            within(FadeError, k, getattr(self, k), 0, 1)
+        within(FadeError, "saturation", self.saturation, 0.5, 2)
+        within(FadeError, "radius", self.radius, 0, 60, " frames")
         if not 0 <= self.low < self.high <= 100:
             raise FadeError(f"need 0 ≤ low < high ≤ 100 percentiles, got {self.low}, {self.high}")
 

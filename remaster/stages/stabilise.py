@@ -21,6 +21,7 @@ import torch
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
 from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["EDGES", "StabiliseError", "StabiliseSettings", "frame_motion", "stabilise"]
 
@@ -41,14 +42,10 @@ class StabiliseSettings:
     analysis_side: int = 480
 
     def validate(self) -> None:
-        if not 1 <= self.radius <= 60:
-            raise StabiliseError(f"radius must be within 1..60 frames, got {self.radius}")
-        if not 0 <= self.strength <= 1:
-            raise StabiliseError(f"strength must be within 0..1, got {self.strength}")
-        if self.edge not in EDGES:
-            raise StabiliseError(f"edge must be one of {', '.join(EDGES)}, got '{self.edge}'")
-        if not 0 <= self.crop <= 0.25:
-            raise StabiliseError(f"crop must be within 0..0.25, got {self.crop}")
+        within(StabiliseError, "radius", self.radius, 1, 60, " frames")
+        within(StabiliseError, "strength", self.strength, 0, 1)
+        one_of(StabiliseError, "edge", self.edge, EDGES)
+        within(StabiliseError, "crop", self.crop, 0, 0.25)
 
 
 def frame_motion(prev: np.ndarray, cur: np.ndarray, rotation: bool = True) -> np.ndarray:

@@ -25,6 +25,7 @@ from ..stream import FrameStream
 from ..analysis import flow as flowlib
 from ..analysis.repair import from_ycc, inpaint_regions, neighbour_flows, sample_at, to_ycc
 from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 
@@ -47,16 +48,11 @@ class TapeSettings:
     radius: int = 1
 
     def validate(self) -> None:
-        if self.head_switch not in HEAD_MODES:
-            raise TapeError(f"head_switch must be one of {', '.join(HEAD_MODES)}, got '{self.head_switch}'")
-        if not 0 <= self.head_lines <= 0.1:
-            raise TapeError(f"head_lines must be within 0..0.1 of the height, got {self.head_lines}")
-        if not 0 <= self.chroma_sharpen <= 1:
-            raise TapeError(f"chroma_sharpen must be within 0..1, got {self.chroma_sharpen}")
-        if not 0 <= self.sensitivity <= 1:
-            raise TapeError(f"sensitivity must be within 0..1, got {self.sensitivity}")
-        if not 0 <= self.radius <= 2:
-            raise TapeError(f"radius must be within 0..2 frames, got {self.radius}")
+        one_of(TapeError, "head_switch", self.head_switch, HEAD_MODES)
+        within(TapeError, "head_lines", self.head_lines, 0, 0.1, " of the height")
+        within(TapeError, "chroma_sharpen", self.chroma_sharpen, 0, 1)
+        within(TapeError, "sensitivity", self.sensitivity, 0, 1)
+        within(TapeError, "radius", self.radius, 0, 2, " frames")
 
 
 def chroma_delay(ycc: np.ndarray, search: int = 12) -> float:
