@@ -3,6 +3,8 @@ classes over ``remaster.stages.film_damage``, ``.dust_scratches``, ``.stabilise`
 ``.fade_restore``, ``.tape_fixes`` and ``.denoise_regrain``."""
 from __future__ import annotations
 
+import dataclasses
+
 from remaster.stages import denoise_regrain as dn
 from remaster.stages import dust_scratches as ds
 from remaster.stages import fade_restore as fr
@@ -13,6 +15,25 @@ from remaster.stages import tape_fixes as tf
 from ._common import FRAMES, StreamStage, category, frames_input
 
 GROUP = category("Film & Tape")
+
+
+class _FilmStage(StreamStage):
+    """A film/tape node: its widgets are the fields of ``SETTINGS`` (the node's own defaults for
+    those not given), the rest of its inputs (masks, reference, ``mask_output``) go to ``STAGE``."""
+
+    SETTINGS: type
+    STAGE: staticmethod
+
+    def run(self, frames, **kw):
+        types = self.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, spec in types.get(section, {}).items():
+                if name not in kw and name != "frames":
+                    opts = spec[1] if len(spec) > 1 else {}
+                    kw[name] = opts.get("default", spec[0][0] if isinstance(spec[0], list) else None)
+        fields = {f.name for f in dataclasses.fields(self.SETTINGS)}
+        settings = self.SETTINGS(**{k: v for k, v in kw.items() if k in fields})
+        return (type(self).STAGE(frames, settings, **{k: v for k, v in kw.items() if k not in fields}),)
 
 
 def _mask_input(what: str) -> tuple:
@@ -35,7 +56,8 @@ def _amount(tip: str, default: float = 1.0) -> tuple:
     return _float(default, 0.0, 4.0, tip)
 
 
-class RemasterFilmDamage(StreamStage):
+class RemasterFilmDamage(_FilmStage):
+    SETTINGS, STAGE = fd.DamageSettings, staticmethod(fd.film_damage)
     DESCRIPTION = (
         "Make clean footage look like an old reel or tape, to preview a look or to test a restoration "
         "chain: line scratches at the gauge's angle that last many frames, one-frame dust, dirt and hairs, "
@@ -69,12 +91,10 @@ class RemasterFilmDamage(StreamStage):
             },
         }
 
-    def run(self, frames, preset="16mm", severity=1.0, seed=0, stock="preset", fading=1.0, mask_output=False, **kw):
-        st = fd.DamageSettings(preset=preset, severity=severity, seed=seed, stock=stock, fading=fading, **kw)
-        return (fd.film_damage(frames, st, mask_output),)
 
 
-class RemasterDustScratches(StreamStage):
+class RemasterDustScratches(_FilmStage):
+    SETTINGS, STAGE = ds.DustSettings, staticmethod(ds.dust_scratches)
     DESCRIPTION = (
         "Find and remove dust, dirt, hairs, blotches and line scratches. One-frame defects are found by "
         "comparing each frame with its motion-compensated neighbours and repaired from them; scratches "
@@ -100,13 +120,10 @@ class RemasterDustScratches(StreamStage):
             },
         }
 
-    def run(self, frames, sensitivity=0.5, dust=True, scratches=True, radius=2, mask_output=False, protect=None,
-            damage=None):
-        st = ds.DustSettings(sensitivity=sensitivity, radius=radius, dust=dust, scratches=scratches)
-        return (ds.dust_scratches(frames, st, mask_output, protect, damage),)
 
 
-class RemasterStabilise(StreamStage):
+class RemasterStabilise(_FilmStage):
+    SETTINGS, STAGE = sb.StabiliseSettings, staticmethod(sb.stabilise)
     DESCRIPTION = (
         "Remove gate weave and hand-held jitter and keep intended camera moves: frame-to-frame motion from "
         "tracked corners, the camera path smoothed over a centred window inside each shot, borders filled "
@@ -127,12 +144,10 @@ class RemasterStabilise(StreamStage):
             },
         }
 
-    def run(self, frames, radius=12, strength=1.0, rotation=True, edge="reflect", crop=0.04):
-        return (sb.stabilise(frames, sb.StabiliseSettings(radius=radius, strength=strength, rotation=rotation, edge=edge,
-                                                          crop=crop)),)
 
 
-class RemasterRestoreFadedColour(StreamStage):
+class RemasterRestoreFadedColour(_FilmStage):
+    SETTINGS, STAGE = fr.FadeSettings, staticmethod(fr.restore_fade)
     DESCRIPTION = (
         "Bring back faded film colour: each dye layer's lost density is restored per channel (automatic per "
         "shot, or the known fading of a stock), lost saturation is given back, and exposure flicker is "
@@ -157,13 +172,10 @@ class RemasterRestoreFadedColour(StreamStage):
             },
         }
 
-    def run(self, frames, mode="auto", strength=1.0, amount=1.0, saturation=1.25, deflicker=1.0, radius=12, reference=None):
-        st = fr.FadeSettings(mode=mode, strength=strength, amount=amount, saturation=saturation, deflicker=deflicker,
-                             radius=radius)
-        return (fr.restore_fade(frames, st, reference),)
 
 
-class RemasterTapeFixes(StreamStage):
+class RemasterTapeFixes(_FilmStage):
+    SETTINGS, STAGE = tf.TapeSettings, staticmethod(tf.tape_fixes)
     DESCRIPTION = (
         "Repair analogue and early digital tape: chroma delay and bleed corrected against the luma, noise "
         "bands and dropouts filled from neighbouring frames or lines, head-switching noise at the bottom "
@@ -187,14 +199,10 @@ class RemasterTapeFixes(StreamStage):
             "optional": {"protect": _mask_input("areas never to touch")},
         }
 
-    def run(self, frames, chroma_delay=True, chroma_sharpen=1.0, dropouts=True, bands=True, sensitivity=0.5,
-            head_switch="inpaint", head_lines=0.02, protect=None):
-        st = tf.TapeSettings(chroma_delay=chroma_delay, chroma_sharpen=chroma_sharpen, dropouts=dropouts, bands=bands,
-                             sensitivity=sensitivity, head_switch=head_switch, head_lines=head_lines)
-        return (tf.tape_fixes(frames, st, protect),)
 
 
-class RemasterDenoiseRegrain(StreamStage):
+class RemasterDenoiseRegrain(_FilmStage):
+    SETTINGS, STAGE = dn.DenoiseSettings, staticmethod(dn.denoise_regrain)
     DESCRIPTION = (
         "Motion-compensated temporal denoise that keeps detail (neighbours warped by optical flow, weighted by "
         "how well they match), then fresh grain matched to the source's measured grain put back, so the "
@@ -215,9 +223,6 @@ class RemasterDenoiseRegrain(StreamStage):
             "optional": {"protect": _mask_input("areas left as they came (a face, a title)")},
         }
 
-    def run(self, frames, strength=1.0, radius=2, regrain=0.5, seed=0, protect=None):
-        st = dn.DenoiseSettings(strength=strength, radius=radius, regrain=regrain, seed=seed)
-        return (dn.denoise_regrain(frames, st, protect),)
 
 
 NODE_CLASS_MAPPINGS = {
