@@ -318,3 +318,20 @@ def test_windows_stop_at_scene_cuts():
     assert _psnr(den[10], x[10]) > 30 and _psnr(den[9], x[9]) > 30  # nothing blended across the cut
     st = SB.stabilise(from_tensor(x, 24), SB.StabiliseSettings(radius=4)).read().frames
     assert _psnr(st[10], x[10]) > 25  # the path restarts: no jump carried over from the other shot
+
+
+def test_a_range_renders_on_its_own_as_the_slice_of_the_full_render():
+    """The stages declare their centred window: frames 4..9 read alone equal those of a full read
+    (companions read in step over the same span)."""
+    x = _real(frames=12, side=160)
+    dmg, _ = _damage(x, D.DamageSettings(preset="16mm", seed=4, dust=3.0))
+    protect = torch.zeros(len(x), *x.shape[1:3])
+    protect[:, :20] = 1.0
+    stages = [lambda s: DS.dust_scratches(s, protect=from_tensor(dmg, mask=protect)),
+              lambda s: SB.stabilise(s, SB.StabiliseSettings(radius=3)),
+              lambda s: FR.restore_fade(s, FR.FadeSettings(radius=3), reference=from_tensor(x)),
+              lambda s: DN.denoise_regrain(s, DN.DenoiseSettings(regrain=0.5))]
+    for make in stages:
+        full = make(from_tensor(dmg)).read().frames
+        part = make(from_tensor(dmg)).read(4, 10).frames
+        assert torch.allclose(part, full[4:10], atol=1e-5), make
