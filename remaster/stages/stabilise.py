@@ -87,31 +87,34 @@ class Stabiliser:
         settings.validate()
         self.s = settings
         self.prev_small = None
-        self.path = np.zeros(4)
         self.scale = 1.0
 
     def prepare(self, item: Item, first: bool) -> dict:
         frame = item.frame
         small = flowlib.to_gray_u8(frame, self.s.analysis_side)
         self.scale = frame.shape[1] / small.shape[1]
-        if first or self.prev_small is None:
-            self.path = np.zeros(4)
-        else:
+        m = np.zeros(4)
+        if not first and self.prev_small is not None:
             m = frame_motion(self.prev_small, small, self.s.rotation)
             m[:2] *= self.scale
-            self.path = self.path + m
         self.prev_small = small
-        return {"path": self.path.copy()}
+        return {"motion": m}
 
     def process(self, w: Window) -> tuple:
         s = self.s
         it = w.item
-        paths = np.stack([x.aux["path"] for x in w.items])
+        # the camera path relative to this frame, summed from the frame-to-frame motions inside
+        # the window only (so a range renders exactly as in a full pass)
+        c = w.centre
+        paths = np.zeros((len(w.items), 4))
+        for k in range(c + 1, len(w.items)):
+            paths[k] = paths[k - 1] + w.items[k].aux["motion"]
+        for k in range(c - 1, -1, -1):
+            paths[k] = paths[k + 1] - w.items[k + 1].aux["motion"]
         offs = np.array([x.index - it.index for x in w.items], np.float64)
         sigma = max(1.0, s.radius / 2.0)
         wts = np.exp(-0.5 * (offs / sigma) ** 2)
-        smooth = (paths * wts[:, None]).sum(0) / wts.sum()
-        corr = (smooth - it.aux["path"]) * s.strength
+        corr = (paths * wts[:, None]).sum(0) / wts.sum() * s.strength
         x = it.frame.numpy()
         h, wd, _ = x.shape
         # the path maps the shot's first frame onto this one; warp this frame by the correction
