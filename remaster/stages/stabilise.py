@@ -3,9 +3,9 @@
 Motion between consecutive frames is a similarity transform (shift, rotation, scale) found from
 tracked corners (OpenCV ``goodFeaturesToTrack`` + pyramidal Lucas-Kanade +
 ``estimateAffinePartial2D`` with RANSAC) on a downscaled grey copy; with too few corners it falls
-back to phase correlation (shift only). The camera path is the running sum of those motions inside
-the shot. Each frame's path is smoothed with a Gaussian over a centred window of ``radius`` frames
-(bounded look-ahead, reset at scene cuts) and the frame is warped by the difference between the
+back to phase correlation (shift only). The camera path around each frame is the sum of those
+motions inside its centred window of ``radius`` frames (bounded look-ahead, never across a scene
+cut); it is smoothed with a Gaussian and the frame is warped by the difference between the
 smoothed and the raw path. Uncovered borders are filled by reflection, by the nearest edge pixel,
 with black, or hidden by a fixed zoom (``crop``).
 """
