@@ -79,19 +79,33 @@ def chroma_delay(ycc: np.ndarray, search: int = 12) -> float:
     return float(k - search + off)
 
 
-def guided(guide: np.ndarray, src: np.ndarray, r: int = 3, eps: float = 1e-3) -> np.ndarray:
-    """Guided filter (box windows of ``(2r+1)²``) of ``src`` ``[H,W,C]`` with a grey ``guide``."""
+def guided(guide: np.ndarray, src: np.ndarray, r: int = 3, eps: float = 1e-3, sub: int = 2) -> np.ndarray:
+    """Guided filter (box windows of ``(2r+1)²``) of ``src`` ``[H,W,C]`` with a grey ``guide``; the
+    local linear coefficients are fitted on a copy shrunk ``sub`` times and applied at full size
+    (the fast guided filter: chroma has far less detail than the luma that guides it)."""
+    h, w = guide.shape
+    if sub > 1:
+        size = (max(1, w // sub), max(1, h // sub))
+        g = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        p = cv2.resize(src, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+        r = max(1, round(r / sub))
+    else:
+        g, p = guide, src
     k = (2 * r + 1, 2 * r + 1)
-    mi = cv2.blur(guide, k)
-    vi = cv2.blur(guide * guide, k) - mi * mi
+    mi = cv2.blur(g, k)
+    vi = cv2.blur(g * g, k) - mi * mi
     out = np.empty_like(src)
     for c in range(src.shape[-1]):
-        p = src[..., c]
-        mp = cv2.blur(p, k)
-        cov = cv2.blur(guide * p, k) - mi * mp
+        pc = p[..., c]
+        mp = cv2.blur(pc, k)
+        cov = cv2.blur(g * pc, k) - mi * mp
         a = cov / (vi + eps)
         b = mp - a * mi
-        out[..., c] = cv2.blur(a, k) * guide + cv2.blur(b, k)
+        a, b = cv2.blur(a, k), cv2.blur(b, k)
+        if sub > 1:
+            a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+            b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+        out[..., c] = a * guide + b
     return out
 
 
