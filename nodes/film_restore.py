@@ -21,6 +21,7 @@ class _FilmStage(StreamStage):
     """A film/tape node: its widgets are the fields of ``SETTINGS`` (the node's own defaults for
     those not given), the rest of its inputs (masks, reference, ``mask_output``) go to ``STAGE``."""
 
+    CATEGORY = GROUP
     SETTINGS: type
     STAGE: staticmethod
 
@@ -66,7 +67,6 @@ class RemasterFilmDamage(_FilmStage):
         "head-switching noise. Seeded per frame: any range renders identically. Optionally puts the "
         "damage mask on the stream."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -92,7 +92,6 @@ class RemasterFilmDamage(_FilmStage):
         }
 
 
-
 class RemasterDustScratches(_FilmStage):
     SETTINGS, STAGE = ds.DustSettings, staticmethod(ds.dust_scratches)
     DESCRIPTION = (
@@ -101,7 +100,6 @@ class RemasterDustScratches(_FilmStage):
         "(thin, near-vertical, persistent lines) and places where motion is too large are filled from the "
         "surrounding picture. One pass, a window of up to five frames, reset at scene cuts."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -121,7 +119,6 @@ class RemasterDustScratches(_FilmStage):
         }
 
 
-
 class RemasterStabilise(_FilmStage):
     SETTINGS, STAGE = sb.StabiliseSettings, staticmethod(sb.stabilise)
     DESCRIPTION = (
@@ -129,7 +126,6 @@ class RemasterStabilise(_FilmStage):
         "tracked corners, the camera path smoothed over a centred window inside each shot, borders filled "
         "or hidden by a small zoom."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -145,7 +141,6 @@ class RemasterStabilise(_FilmStage):
         }
 
 
-
 class RemasterRestoreFadedColour(_FilmStage):
     SETTINGS, STAGE = fr.FadeSettings, staticmethod(fr.restore_fade)
     DESCRIPTION = (
@@ -153,7 +148,6 @@ class RemasterRestoreFadedColour(_FilmStage):
         "shot, or the known fading of a stock), lost saturation is given back, and exposure flicker is "
         "levelled. Optionally match a better-kept reference copy."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -173,7 +167,6 @@ class RemasterRestoreFadedColour(_FilmStage):
         }
 
 
-
 class RemasterTapeFixes(_FilmStage):
     SETTINGS, STAGE = tf.TapeSettings, staticmethod(tf.tape_fixes)
     DESCRIPTION = (
@@ -181,7 +174,6 @@ class RemasterTapeFixes(_FilmStage):
         "bands and dropouts filled from neighbouring frames or lines, head-switching noise at the bottom "
         "blacked out, inpainted or cropped away."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -200,7 +192,6 @@ class RemasterTapeFixes(_FilmStage):
         }
 
 
-
 class RemasterDenoiseRegrain(_FilmStage):
     SETTINGS, STAGE = dn.DenoiseSettings, staticmethod(dn.denoise_regrain)
     DESCRIPTION = (
@@ -208,7 +199,6 @@ class RemasterDenoiseRegrain(_FilmStage):
         "how well they match), then fresh grain matched to the source's measured grain put back, so the "
         "texture stays and the boiling noise goes."
     )
-    CATEGORY = GROUP
 
     @classmethod
     def INPUT_TYPES(cls):
