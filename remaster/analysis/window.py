@@ -1,31 +1,34 @@
-"""A bounded, centred, scene-cut-aware window over a stream, fed chunk by chunk, in one pass.
+"""The film and tape stages' view of a centred window, served by the stream's temporal API.
 
-The film and tape restoration stages look at frames ``i-r .. i+r`` of the same shot to repair
-frame ``i``. :class:`ShotWindow` buffers at most ``2r+1`` frames: ``push(chunk)`` returns the
-windows that became complete, ``finish()`` the rest at the end of the stream. Scene cuts come
-from the stream's metadata when a Scene Cuts node attached them, otherwise they are detected
-incrementally while frames arrive (:class:`remaster.analysis.scenes.CutDetector`), so the upstream
-is iterated exactly once. ``prepare(index, frame, first_of_shot)`` runs once per frame as it
-arrives (a grey thumbnail for optical flow, a motion estimate against the previous frame...) and
-its result travels with the frame as ``aux``.
+Each restoration stage repairs frame ``i`` from frames ``i-r .. i+r`` of the same shot: the
+frames come from :func:`remaster.temporal.iter_windows` (one pass, at most ``2r+1`` frames held,
+cut-aware) and the stage declares ``Temporal(behind=r, ahead=r, cut_aware=True)``, so a range of
+frames renders on its own. What this module adds for those stages:
 
-:func:`windowed` turns a per-window function into a stream stage (one single-pass producer).
+* ``prepare(item, first_of_shot)`` runs once per frame, in order, when the frame first enters a
+  window (a grey thumbnail for optical flow, a motion estimate against the previous frame...);
+  its result travels with the frame as ``item.aux`` for every window that holds it.
+* companion streams (a protect mask, a damage mask, a reference clip) of the same size and
+  length, checked when the graph is built (:func:`check_companion`) and read in step, one pass;
+  their frame and mask for frame ``i`` are ``item.side[name]``.
+* a ``protect`` companion: its mask (or, without one, its brightness) marks pixels the stage must
+  leave as they came (``item.protect``); they are put back after the stage's work.
 """
 from __future__ import annotations
 
-import bisect
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import host
-from ..stream import Chunk, FrameStream
-from .scenes import CutDetector
+from ..stream import Chunk, FrameStream, Temporal, source_span
+from ..temporal import iter_windows
+from .scenes import LazyCuts
 
-__all__ = ["Companion", "Item", "ShotWindow", "Window", "check_companion", "windowed"]
+__all__ = ["Item", "Window", "as_mask", "centred", "check_companion"]
 
 
 @dataclass
@@ -33,7 +36,9 @@ class Item:
     index: int
     frame: torch.Tensor  # [H,W,3]
     mask: torch.Tensor | None
-    aux: Any = None
+    aux: dict = field(default_factory=dict)
+    side: dict = field(default_factory=dict)  # companion name -> (frame [H,W,3], mask [H,W] or None)
+    protect: np.ndarray | None = None  # [H,W] bool: pixels never to change
 
 
 @dataclass
@@ -42,8 +47,6 @@ class Window:
 
     items: list
     centre: int
-    first_of_shot: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def item(self) -> Item:
@@ -62,103 +65,6 @@ class Window:
         return [o[2] for o in out]
 
 
-class ShotWindow:
-    def __init__(self, radius: int, cuts: list | None = None,
-                 prepare: Callable[[int, torch.Tensor, bool], Any] | None = None) -> None:
-        if radius < 0:
-            raise ValueError(f"window radius must be ≥ 0, got {radius}")
-        self.r = int(radius)
-        self.fixed_cuts = cuts is not None
-        self.cuts: list = sorted(int(c) for c in cuts) if cuts is not None else []
-        self.detector = None if self.fixed_cuts else CutDetector()
-        self.prepare = prepare
-        self.buf: deque = deque()
-        self.next = 0  # next index to emit
-        self.seen = 0  # frames pushed
-
-    def _shot(self, index: int) -> int:
-        return bisect.bisect_right(self.cuts, index)
-
-    def _window(self, index: int) -> Window:
-        shot = self._shot(index)
-        items = [it for it in self.buf if abs(it.index - index) <= self.r and self._shot(it.index) == shot]
-        centre = next(k for k, it in enumerate(items) if it.index == index)
-        first = index == 0 or (shot > 0 and self.cuts[shot - 1] == index)
-        return Window(items, centre, first)
-
-    def _drop_old(self) -> None:
-        while self.buf and self.buf[0].index < self.next - self.r:
-            self.buf.popleft()
-
-    def push(self, chunk: Chunk) -> list:
-        if self.detector is not None:
-            small = chunk.frames
-            if small.shape[1] > 144:  # the detector scores thumbnails; a smaller copy is cheaper
-                small = torch.nn.functional.interpolate(small.permute(0, 3, 1, 2), size=(90, 160),
-                                                        mode="area").permute(0, 2, 3, 1)
-            self.detector.push(small)
-            self.cuts = list(self.detector.cuts)
-        out = []
-        for k in range(len(chunk)):
-            idx = chunk.start + k
-            frame = chunk.frames[k]
-            first = idx == 0 or idx in self.cuts
-            aux = self.prepare(idx, frame, first) if self.prepare is not None else None
-            self.buf.append(Item(idx, frame, None if chunk.mask is None else chunk.mask[k], aux))
-            self.seen = idx + 1
-            while self.next + self.r < self.seen:
-                out.append(self._window(self.next))
-                self.next += 1
-                self._drop_old()
-        return out
-
-    def finish(self) -> list:
-        out = []
-        while self.next < self.seen:
-            out.append(self._window(self.next))
-            self.next += 1
-            self._drop_old()
-        return out
-
-
-def windowed(stream: FrameStream, name: str, params: dict, radius: int,
-             make: Callable[[FrameStream, int], tuple], info=None) -> FrameStream:
-    """A stage over centred windows. ``make(upstream)`` is called once per pass and returns
-    ``(prepare, process)`` (``make(upstream, chunk_size)``): ``prepare`` as for :class:`ShotWindow` (or None), ``process(window)``
-    returning ``(frame [H,W,3], mask [H,W] or None)`` for the window's centre frame."""
-
-    def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:
-        prepare, process = make(upstream, chunk_size)
-        cuts = upstream.info.scene_cuts
-        win = ShotWindow(radius, list(cuts) if cuts is not None else None, prepare)
-        pending: list = []
-
-        def flush():
-            start = pending[0][0]
-            frames = torch.stack([p[1] for p in pending])
-            masks = [p[2] for p in pending]
-            mask = torch.stack(masks) if all(m is not None for m in masks) else None
-            pending.clear()
-            return Chunk(start, frames, mask)
-
-        for ch in upstream.chunks(chunk_size):
-            host.check_interrupt()
-            for w in win.push(ch):
-                f, m = process(w)
-                pending.append((w.index, f, m))
-                if len(pending) >= chunk_size:
-                    yield flush()
-        for w in win.finish():
-            f, m = process(w)
-            pending.append((w.index, f, m))
-            if len(pending) >= chunk_size:
-                yield flush()
-        if pending:
-            yield flush()
-
-    return stream.derive(name, dict(params, radius=int(radius)), producer, info)
-
-
 def check_companion(stream: FrameStream, other: FrameStream | None, what: str) -> None:
     """A second stream read in step with ``stream`` (a mask, a reference clip) must have the same
     size and frame count; raise a one-line error naming the input before any work is done."""
@@ -173,16 +79,76 @@ def check_companion(stream: FrameStream, other: FrameStream | None, what: str) -
                          f"use the same clip range (start, end, every_nth)")
 
 
-class Companion:
-    """Frames of a second stream handed out in step with the main one (a single pass over it)."""
+def _in_step(other: FrameStream, chunk_size: int, span: tuple) -> Iterator[tuple]:
+    for ch in other.chunks(chunk_size, span[0], span[1]):
+        for k in range(len(ch)):
+            yield ch.start + k, ch.frames[k], None if ch.mask is None else ch.mask[k]
 
-    def __init__(self, other: FrameStream | None, chunk_size: int) -> None:
-        self._it = other.frames(chunk_size) if other is not None else None
 
-    def take(self, index: int):
-        if self._it is None:
-            return None, None
-        i, f, m = next(self._it)
-        if i != index:
-            raise RuntimeError(f"companion stream out of step: got frame {i}, expected {index}")
-        return f, m
+LABELS = {"protect": "protect mask", "damage": "damage mask", "reference": "reference clip"}
+
+
+def as_mask(frame: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """A companion frame as a yes/no mask: its mask, or without one its brightness, above 0.5."""
+    return (mask if mask is not None else frame.mean(-1)).numpy() > 0.5
+
+
+def centred(stream: FrameStream, name: str, params: dict, radius: int,
+            make: Callable[[], Any], info=None, companions: dict | None = None) -> FrameStream:
+    """A stage over centred windows of ``2*radius+1`` frames. ``make()`` is called once per pass
+    and returns the worker: ``worker.prepare(item, first_of_shot) -> dict`` (or None) and
+    ``worker.process(window) -> (frame [H,W,3], mask [H,W] or None)`` for the window's centre.
+    ``companions``: ``{name: stream or None}``, each named in the error when its size or length
+    differs (see :data:`LABELS`); ``protect`` is applied here."""
+    comps = {k: v for k, v in (companions or {}).items() if v is not None}
+    for k, v in comps.items():
+        check_companion(stream, v, f"the {LABELS.get(k, k)}")
+    r = int(radius)
+
+    def producer(up: Any, chunk_size: int) -> Iterator[Chunk]:
+        worker = make()
+        cuts = LazyCuts(up)
+        span = source_span(up)
+        readers = {k: _in_step(v, chunk_size, span) for k, v in comps.items()}
+        cache: dict = {}
+        pending: list = []
+        for idx, frames, masks, centre in iter_windows(up, chunk_size, r, cuts):
+            host.check_interrupt()
+            first_index = idx - centre
+            items = []
+            for k, f in enumerate(frames):
+                j = first_index + k
+                if j not in cache:  # frames arrive in order: each is prepared once, when first seen
+                    it = Item(j, f, None if masks is None else masks[k])
+                    for cname, rd in readers.items():
+                        ci, cf, cm = next(rd)
+                        if ci != j:
+                            raise RuntimeError(f"{cname} out of step: got frame {ci}, expected {j}")
+                        it.side[cname] = (cf, cm)
+                    if "protect" in it.side:
+                        it.protect = as_mask(*it.side["protect"])
+                    it.aux.update(worker.prepare(it, j == span[0] or j in cuts) or {})
+                    cache[j] = it
+                items.append(cache[j])
+            for j in [j for j in cache if j < idx - r]:
+                del cache[j]
+            it = items[centre]
+            f, m = worker.process(Window(items, centre))
+            if it.protect is not None and f.shape == it.frame.shape:
+                f = torch.where(torch.from_numpy(it.protect)[..., None], it.frame, f)
+            pending.append((idx, f, m))
+            if len(pending) >= chunk_size:
+                yield _stack(pending)
+                pending = []
+        if pending:
+            yield _stack(pending)
+
+    params = dict(params, radius=r, **{k: v.fingerprint for k, v in comps.items()})
+    return stream.derive(name, params, producer, info, temporal=Temporal(behind=r, ahead=r, cut_aware=True))
+
+
+def _stack(items: list) -> Chunk:
+    frames = torch.stack([it[1] for it in items])
+    masks = [it[2] for it in items]
+    mask = torch.stack(masks) if all(m is not None for m in masks) else None
+    return Chunk(items[0][0], frames, mask)

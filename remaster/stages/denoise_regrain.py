@@ -25,7 +25,8 @@ from ..stream import FrameStream
 from ..analysis.colourspace import LUMA_601
 from ..analysis import flow as flowlib
 from ..analysis.filmstock import grain as add_grain
-from ..analysis.window import Window, windowed
+from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["DenoiseError", "DenoiseSettings", "denoise_regrain", "measure_grain"]
 
@@ -46,14 +47,10 @@ class DenoiseSettings:
     flow_method: str = "dis_fast"
 
     def validate(self) -> None:
-        if not 0 <= self.strength <= 4:
-            raise DenoiseError(f"strength must be within 0..4, got {self.strength}")
-        if not 1 <= self.radius <= 4:
-            raise DenoiseError(f"radius must be within 1..4 frames, got {self.radius}")
-        if not 0 <= self.regrain <= 2:
-            raise DenoiseError(f"regrain must be within 0..2, got {self.regrain}")
-        if self.flow_method not in flowlib.METHODS:
-            raise DenoiseError(f"flow_method must be one of {', '.join(flowlib.METHODS)}, got '{self.flow_method}'")
+        within(DenoiseError, "strength", self.strength, 0, 4)
+        within(DenoiseError, "radius", self.radius, 1, 4, " frames")
+        within(DenoiseError, "regrain", self.regrain, 0, 2)
+        one_of(DenoiseError, "flow_method", self.flow_method, flowlib.METHODS)
 
 
 def measure_grain(residual: np.ndarray, luma: np.ndarray) -> tuple:
@@ -74,7 +71,8 @@ class Denoiser:
         s.validate()
         self.s = s
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
+    def prepare(self, item: Item, first: bool) -> dict:
+        frame = item.frame
         return {"small": flowlib.to_gray_u8(frame, self.s.flow_side)}
 
     def process(self, w: Window) -> tuple:
@@ -113,12 +111,11 @@ class Denoiser:
         return torch.from_numpy(np.ascontiguousarray(y, np.float32)), it.mask
 
 
-def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSettings()) -> FrameStream:
-    """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``."""
+def denoise_regrain(stream: FrameStream, settings: DenoiseSettings = DenoiseSettings(),
+                    protect: FrameStream | None = None) -> FrameStream:
+    """The denoised (and optionally regrained) stream, one pass with a window of ``2*radius+1``.
+    ``protect``: same size and length; its mask (or brightness) marks pixels left as they came
+    (a face or a title kept with its own texture)."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        d = Denoiser(settings)
-        return d.prepare, d.process
-
-    return windowed(stream, "denoise_regrain", asdict(settings), settings.radius, make)
+    return centred(stream, "denoise_regrain", asdict(settings), settings.radius, lambda: Denoiser(settings),
+                   companions={"protect": protect})

@@ -28,7 +28,8 @@ import torch
 from ..stream import FrameStream
 from ..analysis.filmstock import STOCKS
 from ..analysis.colourspace import LUMA_709, linear_to_srgb, srgb_to_linear
-from ..analysis.window import Companion, Window, check_companion, windowed
+from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["MODES", "FadeError", "FadeSettings", "restore_fade"]
 
@@ -52,15 +53,11 @@ class FadeSettings:
     high: float = 99.0
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise FadeError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        one_of(FadeError, "mode", self.mode, MODES)
         for k in ("strength", "amount", "deflicker"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise FadeError(f"{k} must be within 0..1, got {getattr(self, k)}")
-        if not 0.5 <= self.saturation <= 2.0:
-            raise FadeError(f"saturation must be within 0.5..2, got {self.saturation}")
-        if not 0 <= self.radius <= 60:
-            raise FadeError(f"radius must be within 0..60 frames, got {self.radius}")
+            within(FadeError, k, getattr(self, k), 0, 1)
+        within(FadeError, "saturation", self.saturation, 0.5, 2)
+        within(FadeError, "radius", self.radius, 0, 60, " frames")
         if not 0 <= self.low < self.high <= 100:
             raise FadeError(f"need 0 ≤ low < high ≤ 100 percentiles, got {self.low}, {self.high}")
 
@@ -107,8 +104,12 @@ class FadeRestorer:
         s.validate()
         self.s = s
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
-        return measure(frame.numpy(), self.s.low, self.s.high)
+    def prepare(self, item: Item, first: bool) -> dict:
+        aux = measure(item.frame.numpy(), self.s.low, self.s.high)
+        if "reference" in item.side:
+            ref = measure(item.side["reference"][0].numpy(), self.s.low, self.s.high)
+            aux["ref_lo"], aux["ref_hi"] = ref["lo"], ref["hi"]
+        return aux
 
     def process(self, w: Window) -> tuple:
         s = self.s
@@ -148,21 +149,5 @@ def restore_fade(stream: FrameStream, settings: FadeSettings = FadeSettings(),
     ``reference`` (auto mode): a better-kept copy of the same footage (same size and length, e.g.
     a telecine of another print); each channel's levels are matched to it instead of to neutral."""
     settings.validate()
-    check_companion(stream, reference, "the reference clip")
-
-    def make(upstream, chunk_size):
-        r = FadeRestorer(settings)
-        comp = Companion(reference, chunk_size)
-
-        def prepare(index, frame, first):
-            aux = r.prepare(index, frame, first)
-            f, _ = comp.take(index)
-            if f is not None:
-                ref = measure(f.numpy(), settings.low, settings.high)
-                aux["ref_lo"], aux["ref_hi"] = ref["lo"], ref["hi"]
-            return aux
-
-        return prepare, r.process
-
-    params = dict(asdict(settings), reference=reference.fingerprint if reference is not None else None)
-    return windowed(stream, "restore_fade", params, settings.radius, make)
+    return centred(stream, "restore_fade", asdict(settings), settings.radius, lambda: FadeRestorer(settings),
+                   companions={"reference": reference})

@@ -27,6 +27,7 @@ from ..stream import Chunk, FrameStream, Temporal, rebatch, source_span
 from ..temporal import iter_windows
 from ..analysis import scenes
 from ..analysis.filmstock import grain
+from ..analysis.checks import within
 
 
 
@@ -49,16 +50,11 @@ def film_look(stream: FrameStream, grain_amount: float = 0.03, grain_size: float
               seed: int = 0, median_radius: int = 0, motion_threshold: float = 0.04, original: Optional[FrameStream] = None,
               original_opacity: float = 0.0) -> FrameStream:
     """A new stream with the film look applied (see the module docstring)."""
-    if not 0 <= grain_amount <= 0.5:
-        raise FilmError(f"grain_amount must be within 0..0.5, got {grain_amount}")
-    if not 0.5 <= grain_size <= 8:
-        raise FilmError(f"grain_size must be within 0.5..8 pixels, got {grain_size}")
-    if not 0 <= grain_colour <= 1:
-        raise FilmError(f"grain_colour must be within 0..1, got {grain_colour}")
-    if not 0 <= median_radius <= 3:
-        raise FilmError(f"median_radius must be within 0..3 frames, got {median_radius}")
-    if not 0 <= original_opacity <= 1:
-        raise FilmError(f"original_opacity must be within 0..1, got {original_opacity}")
+    within(FilmError, "grain_amount", grain_amount, 0, 0.5)
+    within(FilmError, "grain_size", grain_size, 0.5, 8, " pixels")
+    within(FilmError, "grain_colour", grain_colour, 0, 1)
+    within(FilmError, "median_radius", median_radius, 0, 3, " frames")
+    within(FilmError, "original_opacity", original_opacity, 0, 1)
     if original_opacity > 0 and original is None:
         raise FilmError("original_opacity is above 0 but no original stream is connected: connect the "
                         "original footage to the 'original' input or set the opacity to 0")

@@ -3,9 +3,9 @@
 Motion between consecutive frames is a similarity transform (shift, rotation, scale) found from
 tracked corners (OpenCV ``goodFeaturesToTrack`` + pyramidal Lucas-Kanade +
 ``estimateAffinePartial2D`` with RANSAC) on a downscaled grey copy; with too few corners it falls
-back to phase correlation (shift only). The camera path is the running sum of those motions inside
-the shot. Each frame's path is smoothed with a Gaussian over a centred window of ``radius`` frames
-(bounded look-ahead, reset at scene cuts) and the frame is warped by the difference between the
+back to phase correlation (shift only). The camera path around each frame is the sum of those
+motions inside its centred window of ``radius`` frames (bounded look-ahead, never across a scene
+cut); it is smoothed with a Gaussian and the frame is warped by the difference between the
 smoothed and the raw path. Uncovered borders are filled by reflection, by the nearest edge pixel,
 with black, or hidden by a fixed zoom (``crop``).
 """
@@ -20,7 +20,8 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
-from ..analysis.window import Window, windowed
+from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["EDGES", "StabiliseError", "StabiliseSettings", "frame_motion", "stabilise"]
 
@@ -41,14 +42,10 @@ class StabiliseSettings:
     analysis_side: int = 480
 
     def validate(self) -> None:
-        if not 1 <= self.radius <= 60:
-            raise StabiliseError(f"radius must be within 1..60 frames, got {self.radius}")
-        if not 0 <= self.strength <= 1:
-            raise StabiliseError(f"strength must be within 0..1, got {self.strength}")
-        if self.edge not in EDGES:
-            raise StabiliseError(f"edge must be one of {', '.join(EDGES)}, got '{self.edge}'")
-        if not 0 <= self.crop <= 0.25:
-            raise StabiliseError(f"crop must be within 0..0.25, got {self.crop}")
+        within(StabiliseError, "radius", self.radius, 1, 60, " frames")
+        within(StabiliseError, "strength", self.strength, 0, 1)
+        one_of(StabiliseError, "edge", self.edge, EDGES)
+        within(StabiliseError, "crop", self.crop, 0, 0.25)
 
 
 def frame_motion(prev: np.ndarray, cur: np.ndarray, rotation: bool = True) -> np.ndarray:
@@ -90,30 +87,34 @@ class Stabiliser:
         settings.validate()
         self.s = settings
         self.prev_small = None
-        self.path = np.zeros(4)
         self.scale = 1.0
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
+    def prepare(self, item: Item, first: bool) -> dict:
+        frame = item.frame
         small = flowlib.to_gray_u8(frame, self.s.analysis_side)
         self.scale = frame.shape[1] / small.shape[1]
-        if first or self.prev_small is None:
-            self.path = np.zeros(4)
-        else:
+        m = np.zeros(4)
+        if not first and self.prev_small is not None:
             m = frame_motion(self.prev_small, small, self.s.rotation)
             m[:2] *= self.scale
-            self.path = self.path + m
         self.prev_small = small
-        return {"path": self.path.copy()}
+        return {"motion": m}
 
     def process(self, w: Window) -> tuple:
         s = self.s
         it = w.item
-        paths = np.stack([x.aux["path"] for x in w.items])
+        # the camera path relative to this frame, summed from the frame-to-frame motions inside
+        # the window only (so a range renders exactly as in a full pass)
+        c = w.centre
+        paths = np.zeros((len(w.items), 4))
+        for k in range(c + 1, len(w.items)):
+            paths[k] = paths[k - 1] + w.items[k].aux["motion"]
+        for k in range(c - 1, -1, -1):
+            paths[k] = paths[k + 1] - w.items[k + 1].aux["motion"]
         offs = np.array([x.index - it.index for x in w.items], np.float64)
         sigma = max(1.0, s.radius / 2.0)
         wts = np.exp(-0.5 * (offs / sigma) ** 2)
-        smooth = (paths * wts[:, None]).sum(0) / wts.sum()
-        corr = (smooth - it.aux["path"]) * s.strength
+        corr = (paths * wts[:, None]).sum(0) / wts.sum() * s.strength
         x = it.frame.numpy()
         h, wd, _ = x.shape
         # the path maps the shot's first frame onto this one; warp this frame by the correction
@@ -138,9 +139,4 @@ class Stabiliser:
 def stabilise(stream: FrameStream, settings: StabiliseSettings = StabiliseSettings()) -> FrameStream:
     """The steadied stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        st = Stabiliser(settings)
-        return st.prepare, st.process
-
-    return windowed(stream, "stabilise", asdict(settings), settings.radius, make)
+    return centred(stream, "stabilise", asdict(settings), settings.radius, lambda: Stabiliser(settings))

@@ -23,14 +23,13 @@ import torch
 
 from ..stream import FrameStream
 from ..analysis import flow as flowlib
-from ..analysis.window import Window, windowed
-from ..analysis.colourspace import YCC_601
+from ..analysis.repair import from_ycc, inpaint_regions, neighbour_flows, sample_at, to_ycc
+from ..analysis.window import Item, Window, centred
+from ..analysis.checks import one_of, within
 
 __all__ = ["HEAD_MODES", "TapeError", "TapeSettings", "chroma_delay", "tape_fixes"]
 
 HEAD_MODES = ("off", "black", "inpaint", "crop")
-_YCC = np.array(YCC_601, np.float32)
-_RGB = np.linalg.inv(_YCC).astype(np.float32)
 
 
 class TapeError(ValueError):
@@ -49,20 +48,17 @@ class TapeSettings:
     radius: int = 1
 
     def validate(self) -> None:
-        if self.head_switch not in HEAD_MODES:
-            raise TapeError(f"head_switch must be one of {', '.join(HEAD_MODES)}, got '{self.head_switch}'")
-        if not 0 <= self.head_lines <= 0.1:
-            raise TapeError(f"head_lines must be within 0..0.1 of the height, got {self.head_lines}")
-        if not 0 <= self.chroma_sharpen <= 1:
-            raise TapeError(f"chroma_sharpen must be within 0..1, got {self.chroma_sharpen}")
-        if not 0 <= self.sensitivity <= 1:
-            raise TapeError(f"sensitivity must be within 0..1, got {self.sensitivity}")
-        if not 0 <= self.radius <= 2:
-            raise TapeError(f"radius must be within 0..2 frames, got {self.radius}")
+        one_of(TapeError, "head_switch", self.head_switch, HEAD_MODES)
+        within(TapeError, "head_lines", self.head_lines, 0, 0.1, " of the height")
+        within(TapeError, "chroma_sharpen", self.chroma_sharpen, 0, 1)
+        within(TapeError, "sensitivity", self.sensitivity, 0, 1)
+        within(TapeError, "radius", self.radius, 0, 2, " frames")
 
 
 def chroma_delay(ycc: np.ndarray, search: int = 12) -> float:
-    """Horizontal shift (px, + = chroma lags to the right) of the chroma against the luma."""
+    """Horizontal shift (px, + = chroma lags to the right) of the chroma against the luma
+    (measured on every other line: a horizontal shift needs no more)."""
+    ycc = ycc[::2]
     gy = np.abs(np.diff(ycc[..., 0], axis=1))
     gc = np.abs(np.diff(ycc[..., 1], axis=1)) + np.abs(np.diff(ycc[..., 2], axis=1))
     gy = cv2.GaussianBlur(gy, (0, 0), 2.0) - gy.mean()
@@ -83,19 +79,33 @@ def chroma_delay(ycc: np.ndarray, search: int = 12) -> float:
     return float(k - search + off)
 
 
-def guided(guide: np.ndarray, src: np.ndarray, r: int = 3, eps: float = 1e-3) -> np.ndarray:
-    """Guided filter (box windows of ``(2r+1)²``) of ``src`` ``[H,W,C]`` with a grey ``guide``."""
+def guided(guide: np.ndarray, src: np.ndarray, r: int = 3, eps: float = 1e-3, sub: int = 2) -> np.ndarray:
+    """Guided filter (box windows of ``(2r+1)²``) of ``src`` ``[H,W,C]`` with a grey ``guide``; the
+    local linear coefficients are fitted on a copy shrunk ``sub`` times and applied at full size
+    (the fast guided filter: chroma has far less detail than the luma that guides it)."""
+    h, w = guide.shape
+    if sub > 1:
+        size = (max(1, w // sub), max(1, h // sub))
+        g = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        p = cv2.resize(src, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+        r = max(1, round(r / sub))
+    else:
+        g, p = guide, src
     k = (2 * r + 1, 2 * r + 1)
-    mi = cv2.blur(guide, k)
-    vi = cv2.blur(guide * guide, k) - mi * mi
+    mi = cv2.blur(g, k)
+    vi = cv2.blur(g * g, k) - mi * mi
     out = np.empty_like(src)
     for c in range(src.shape[-1]):
-        p = src[..., c]
-        mp = cv2.blur(p, k)
-        cov = cv2.blur(guide * p, k) - mi * mp
+        pc = p[..., c]
+        mp = cv2.blur(pc, k)
+        cov = cv2.blur(g * pc, k) - mi * mp
         a = cov / (vi + eps)
         b = mp - a * mi
-        out[..., c] = cv2.blur(a, k) * guide + cv2.blur(b, k)
+        a, b = cv2.blur(a, k), cv2.blur(b, k)
+        if sub > 1:
+            a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+            b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+        out[..., c] = a * guide + b
     return out
 
 
@@ -119,10 +129,10 @@ class TapeFixer:
         self.s = s
         self.k = 6.0 - 4.0 * s.sensitivity
 
-    def prepare(self, index: int, frame: torch.Tensor, first: bool) -> dict:
-        x = frame.numpy()
-        ycc = x @ _YCC.T
-        aux = {"small": flowlib.to_gray_u8(x, 480)}
+    def prepare(self, item: Item, first: bool) -> dict:
+        x = item.frame.numpy()
+        ycc = to_ycc(x)
+        aux = {"small": flowlib.to_gray_u8(x, 480), "ycc": ycc}
         if self.s.chroma_delay:
             aux["delay"] = chroma_delay(ycc)
         if self.s.head_switch != "off" and self.s.head_lines == 0:
@@ -151,8 +161,8 @@ class TapeFixer:
         it = w.item
         x = it.frame.numpy()
         h, wd, _ = x.shape
-        ycc = x @ _YCC.T
-        y, c = ycc[..., 0], ycc[..., 1:].copy()
+        ycc = it.aux.pop("ycc")
+        y, c = ycc[..., 0], ycc[..., 1:]
         if s.chroma_delay:
             d = float(np.median([i.aux["delay"] for i in w.items]))
             if abs(d) > 0.25:
@@ -160,38 +170,31 @@ class TapeFixer:
                 c = cv2.warpAffine(c, m, (wd, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if s.chroma_sharpen > 0:
             c = c + (guided(y, c) - c) * s.chroma_sharpen
-        out = np.clip(np.concatenate([y[..., None], c], -1) @ _RGB.T, 0, 1).astype(np.float32)
+        out = np.clip(from_ycc(np.concatenate([y[..., None], c], -1)), 0, 1)
         mask = self._defects(y)
         if mask.any():
             nbs = w.neighbours(s.radius)
             rep = np.zeros_like(mask)
             if nbs:
-                warped = []
-                for nb in nbs:
-                    f = flowlib.estimate_flow(it.aux["small"], nb.aux["small"], "dis_fast", out_size=(h, wd))
-                    wi = flowlib.backward_warp(nb.frame.permute(2, 0, 1)[None], f, padding="border")[0]
-                    warped.append(wi.permute(1, 2, 0).numpy())
+                # the neighbours carried onto this frame, at the damaged pixels only
+                st = np.stack([sample_at(nb.frame.numpy(), f, mask) for nb, f in zip(nbs, neighbour_flows(it, nbs))])
+                med = np.median(st, 0) if len(nbs) > 2 else st.mean(0)
                 # a neighbour's pixel is usable where that neighbour is not itself damaged there
-                st = np.stack(warped)
-                med = np.median(st, 0) if len(warped) > 2 else st.mean(0)
                 agree = (st.max(0) - st.min(0)).max(-1) < 0.12
-                rep = mask & agree
-                out[rep] = med[rep]
+                rep[mask] = agree
+                out[rep] = med[agree]
             rest = mask & ~rep
             if rest.any():
-                u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-                fill = cv2.inpaint(u8, rest.astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32) / 255
-                out[rest] = fill[rest]
+                inpaint_regions(out, rest)
         if s.head_switch != "off":
             n = int(round(s.head_lines * h)) if s.head_lines > 0 else int(max(i.aux.get("head", 0) for i in w.items))
             if 0 < n < h // 4:
                 if s.head_switch == "black":
                     out[h - n:] = 0.0
                 elif s.head_switch == "inpaint":
-                    hm = np.zeros((h, wd), np.uint8)
-                    hm[h - n:] = 1
-                    u8 = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-                    out[h - n:] = cv2.inpaint(u8, hm, 3, cv2.INPAINT_TELEA)[h - n:].astype(np.float32) / 255
+                    hm = np.zeros((h, wd), bool)
+                    hm[h - n:] = True
+                    inpaint_regions(out, hm)
                 else:
                     out = cv2.resize(out[:h - n], (wd, h), interpolation=cv2.INTER_LINEAR)
                     if it.mask is not None:
@@ -200,12 +203,10 @@ class TapeFixer:
         return torch.from_numpy(np.ascontiguousarray(out)), it.mask
 
 
-def tape_fixes(stream: FrameStream, settings: TapeSettings = TapeSettings()) -> FrameStream:
-    """The repaired stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware)."""
+def tape_fixes(stream: FrameStream, settings: TapeSettings = TapeSettings(),
+               protect: FrameStream | None = None) -> FrameStream:
+    """The repaired stream (one pass, a centred window of ``2*radius+1`` frames, cut-aware).
+    ``protect``: same size and length; its mask (or brightness) marks pixels left as they came."""
     settings.validate()
-
-    def make(upstream, chunk_size):
-        t = TapeFixer(settings)
-        return t.prepare, t.process
-
-    return windowed(stream, "tape_fixes", asdict(settings), settings.radius, make)
+    return centred(stream, "tape_fixes", asdict(settings), settings.radius, lambda: TapeFixer(settings),
+                   companions={"protect": protect})

@@ -38,6 +38,7 @@ from .. import host
 from ..stream import Chunk, FrameStream
 from ..analysis import flow as flowlib
 from ..analysis import scenes
+from ..analysis.checks import one_of, within
 
 __all__ = ["TemporalError", "TemporalBlender", "temporal_consistency"]
 
@@ -119,16 +120,11 @@ def temporal_consistency(stream: FrameStream, original: FrameStream, strength: f
             f"the original has {original.info.frame_count} frames but the processed stream has "
             f"{stream.info.frame_count}: connect the original clip the processed frames were made from "
             "(same trim, every_nth and frame rate)")
-    if not 0.0 <= strength <= 0.98:
-        raise TemporalError(f"strength must be within 0..0.98, got {strength}")
-    if flow_quality not in flowlib.METHODS:
-        raise TemporalError(f"flow_quality must be one of {', '.join(flowlib.METHODS)}, got '{flow_quality}'")
-    if not 64 <= flow_max_side <= 4096:
-        raise TemporalError(f"flow_max_side must be within 64..4096 pixels, got {flow_max_side}")
-    if not 0.005 <= photo_tolerance <= 1.0:
-        raise TemporalError(f"photo_tolerance must be within 0.005..1, got {photo_tolerance}")
-    if not 0.01 <= guard <= 1.0:
-        raise TemporalError(f"guard must be within 0.01..1, got {guard}")
+    within(TemporalError, "strength", strength, 0, 0.98)
+    one_of(TemporalError, "flow_quality", flow_quality, flowlib.METHODS)
+    within(TemporalError, "flow_max_side", flow_max_side, 64, 4096, " pixels")
+    within(TemporalError, "photo_tolerance", photo_tolerance, 0.005, 1)
+    within(TemporalError, "guard", guard, 0.01, 1)
     attached = stream.info.scene_cuts if stream.info.scene_cuts is not None else original.info.scene_cuts
 
     def producer(upstream: FrameStream, chunk_size: int) -> Iterator[Chunk]:

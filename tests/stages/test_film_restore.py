@@ -13,6 +13,7 @@ from remaster.stages import dust_scratches as DS
 from remaster.stages import fade_restore as FR
 from remaster.stages import film_damage as D
 from remaster.analysis import flow as FL
+from remaster.analysis.repair import to_ycc
 from remaster.stages import stabilise as SB
 from remaster.stages import tape_fixes as TF
 from remaster.stream import AudioRef, FrameStream, from_tensor
@@ -168,7 +169,7 @@ def test_tape_fixes_improve_a_vhs_copy():
     out = TF.tape_fixes(from_tensor(dmg, 30)).read().frames
     assert _psnr(out, x) > _psnr(dmg, x) + 2
     # the delay the simulator added, over the source's own chroma alignment (how its 4:2:0 was sited)
-    added = TF.chroma_delay(dmg[0].numpy() @ TF._YCC.T) - TF.chroma_delay(x[0].numpy() @ TF._YCC.T)
+    added = TF.chroma_delay(to_ycc(dmg[0].numpy())) - TF.chroma_delay(to_ycc(x[0].numpy()))
     assert abs(added - 2.5 * 270 / 720) < 0.6, added
 
 
@@ -231,6 +232,12 @@ def test_companions_of_another_size_or_length_fail_before_any_work():
         N.RemasterDustScratches().run(src, protect=_untouchable(src, 72, 64, 6))
     with pytest.raises(ValueError, match="reference clip has 5 frames"):
         N.RemasterRestoreFadedColour().run(src, reference=_untouchable(src, 72, 96, 5))
+    with pytest.raises(ValueError, match="damage mask has 7 frames .* use the same clip range"):
+        N.RemasterDustScratches().run(src, damage=_untouchable(src, 72, 96, 7))
+    with pytest.raises(ValueError, match="protect mask is 96x36 .* load or resize it"):
+        N.RemasterTapeFixes().run(src, protect=_untouchable(src, 36, 96, 6))
+    with pytest.raises(ValueError, match="protect mask has 3 frames"):
+        N.RemasterDenoiseRegrain().run(src, protect=_untouchable(src, 72, 96, 3))
     with pytest.raises(ValueError, match="preset must be one of"):
         N.RemasterFilmDamage().run(src, preset="super8")
 
@@ -244,6 +251,25 @@ def test_protect_mask_keeps_areas_untouched():
     left = slice(0, x.shape[2] // 2)
     assert torch.equal(out[:, :, left], dmg[:, :, left])
     assert not torch.equal(out, dmg)
+    for stage in (TF.tape_fixes, DN.denoise_regrain):
+        out = stage(from_tensor(dmg), protect=from_tensor(dmg, mask=protect)).read().frames
+        assert torch.equal(out[:, :, left], dmg[:, :, left]), stage.__name__
+        assert not torch.equal(out[:, :, x.shape[2] // 2:], dmg[:, :, x.shape[2] // 2:]), stage.__name__
+
+
+def test_known_damage_mask_is_repaired():
+    """Film Damage's own mask handed to Dust & Scratches with detection off: exactly that is repaired."""
+    x = _real(frames=7, side=320)
+    dmg = D.film_damage(from_tensor(x), D.DamageSettings(preset="16mm", seed=3, dust=4.0, scratches=0.0), True).read()
+    known = from_tensor(dmg.frames, mask=dmg.mask)
+    st = DS.DustSettings(dust=False, scratches=False)
+    out = DS.dust_scratches(from_tensor(dmg.frames), st, mask_output=True, damage=known).read()
+    m = dmg.mask > 0.5
+    assert torch.equal(out.mask > 0.5, m)  # the detection is the given mask
+    rim = torch.nn.functional.max_pool2d(m.float()[:, None], 2 * st.grow + 1, 1, st.grow)[:, 0] > 0
+    assert torch.equal(out.frames[~rim], dmg.frames[~rim])  # nothing beyond the repair's rim touched
+    err = lambda y: float(((y - x)[m] ** 2).mean())  # noqa: E731
+    assert err(out.frames) < 0.5 * err(dmg.frames)
 
 
 # ---- shipped workflows --------------------------------------------------------------------------
@@ -292,3 +318,20 @@ def test_windows_stop_at_scene_cuts():
     assert _psnr(den[10], x[10]) > 30 and _psnr(den[9], x[9]) > 30  # nothing blended across the cut
     st = SB.stabilise(from_tensor(x, 24), SB.StabiliseSettings(radius=4)).read().frames
     assert _psnr(st[10], x[10]) > 25  # the path restarts: no jump carried over from the other shot
+
+
+def test_a_range_renders_on_its_own_as_the_slice_of_the_full_render():
+    """The stages declare their centred window: frames 4..9 read alone equal those of a full read
+    (companions read in step over the same span)."""
+    x = _real(frames=12, side=160)
+    dmg, _ = _damage(x, D.DamageSettings(preset="16mm", seed=4, dust=3.0))
+    protect = torch.zeros(len(x), *x.shape[1:3])
+    protect[:, :20] = 1.0
+    stages = [lambda s: DS.dust_scratches(s, protect=from_tensor(dmg, mask=protect)),
+              lambda s: SB.stabilise(s, SB.StabiliseSettings(radius=3)),
+              lambda s: FR.restore_fade(s, FR.FadeSettings(radius=3), reference=from_tensor(x)),
+              lambda s: DN.denoise_regrain(s, DN.DenoiseSettings(regrain=0.5))]
+    for make in stages:
+        full = make(from_tensor(dmg)).read().frames
+        part = make(from_tensor(dmg)).read(4, 10).frames
+        assert torch.equal(part, full[4:10]), make
