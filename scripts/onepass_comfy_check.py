@@ -116,9 +116,10 @@ def main() -> None:
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     logf = open(base / "comfyui.log", "w")
+    LOG["path"] = base / "comfyui.log"
     proc = subprocess.Popen([args.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                              "--base-directory", str(base), "--disable-auto-launch"], cwd=args.comfyui,
-                            stdout=logf, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+                            stdout=logf, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1"))
     report: dict = {}
     try:
         import urllib.request
@@ -179,27 +180,49 @@ async def check_enhance(url: str) -> dict:
     return out
 
 
+LOG = {"path": None}  # ComfyUI's log: it says "Processing interrupted" when the node's exception reached it
+
+
+def _caught_count() -> int:
+    try:
+        return Path(LOG["path"]).read_text(errors="replace").count("Processing interrupted")
+    except OSError:
+        return 0
+
+
 def _interrupter(url: str, node: str, state: dict):
-    """A websocket handler: POST /interrupt on ``node``'s first progress message past 0."""
+    """A websocket handler: POST /interrupt on ``node``'s first progress message past 0, then
+    watch ComfyUI's log for the moment the stop reached ComfyUI (before it sends the message)."""
+
+    async def watch(before: int, t_sent: float) -> None:
+        while _caught_count() == before and time.perf_counter() - t_sent < 120:
+            await asyncio.sleep(0.01)
+        state["caught_after_sent"] = round(time.perf_counter() - t_sent, 3)
 
     async def on_msg(sess, t, d, now, log):
         if t == "progress" and str(d.get("node")) == node and state.get("sent") is None and (d.get("value") or 0) > 0:
             state["sent"] = now
+            before = _caught_count() if LOG["path"] else None
             t0 = time.perf_counter()
             async with sess.post(f"{url}/interrupt", json={}) as r:
                 await r.read()
             state["answered"] = round(now + time.perf_counter() - t0, 3)
+            if before is not None:
+                state["watch"] = asyncio.ensure_future(watch(before, t0))
 
     return on_msg
 
 
-def _outcome(log: dict, state: dict, base: Path, prefix: str, node: str) -> dict:
+async def _outcome(log: dict, state: dict, base: Path, prefix: str, node: str) -> dict:
+    if "watch" in state:
+        await asyncio.wait_for(state.pop("watch"), 130)
     end = log["events"][-1] if log["events"] else None
     files = [str(p.relative_to(base)) for p in (base / "output").rglob("*") if p.is_file() and prefix in str(p)]
     ok = end is not None and state.get("sent") is not None
     return {"end": end, "interrupt_sent_s": state.get("sent"),
             "stop_latency_s": round(end[1] - state["sent"], 2) if ok else None,
             "stop_latency_after_answer_s": round(end[1] - state["answered"], 2) if ok and "answered" in state else None,
+            "reached_comfyui_s": state.get("caught_after_sent"),  # the stop seen in ComfyUI's log
             "progress_messages": len(log["progress"].get(node, [])), "output_files": files}
 
 
@@ -217,7 +240,7 @@ async def check_interrupt(url: str, base: Path, k: int = 0) -> dict:
             prompt["1"]["inputs"] = dict(node["inputs"], video="long.mp4", max_side=1280)
     state: dict = {}
     log = await run_prompt(url, prompt, _interrupter(url, "2", state))
-    return _outcome(log, state, base, f"interrupt{k}", "2")
+    return await _outcome(log, state, base, f"interrupt{k}", "2")
 
 
 async def check_interrupt_enhance(url: str, base: Path, k: int = 0) -> dict:
@@ -232,7 +255,7 @@ async def check_interrupt_enhance(url: str, base: Path, k: int = 0) -> dict:
             node["inputs"].update(speed="ultrafast", filename_prefix=f"onepass/stopped{k}", audio="none")
     state: dict = {}
     log = await run_prompt(url, prompt, _interrupter(url, colour, state))
-    return _outcome(log, state, base, f"stopped{k}", colour)
+    return await _outcome(log, state, base, f"stopped{k}", colour)
 
 
 if __name__ == "__main__":

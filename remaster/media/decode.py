@@ -21,6 +21,7 @@ from typing import Iterator, Optional
 
 import av
 
+from .. import host
 from ..stream import AudioRef, Chunk, FrameStream, StreamInfo, fingerprint_of
 from .frames import NativeFrames, _Converter
 from .probe import Probe, VideoError, embedded, made_by, open_container, probe  # noqa: F401  (decode.probe etc. are public)
@@ -173,7 +174,8 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     and converts without holding the GIL, so decoding overlaps with whatever the consumer (the
     stages, the encoder) does with the previous chunk. ``make(stop)`` gets the event that stops
     it: the generator checks it between frames, so stopping early (an interrupt, an error, a
-    range that ends) waits for at most one frame's decoding, never a chunk's."""
+    range that ends) waits for at most one frame's decoding, never a chunk's; while the consumer
+    waits for a chunk it checks interrupt."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -205,7 +207,11 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     thread.start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=0.05)
+            except queue.Empty:  # the decoder is still on its chunk: a stop need not wait for it
+                host.check_interrupt()
+                continue
             if item is done:
                 return
             if isinstance(item, _Failed):

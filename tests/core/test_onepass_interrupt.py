@@ -208,3 +208,27 @@ def test_comfy_stop_raised_by_a_stage_bar_is_not_swallowed(monkeypatch):
     bar = progress.StageBar("7", 10)
     with pytest.raises(Stop):
         bar.update(1)
+
+
+def test_waiting_for_the_decoder_checks_interrupt():
+    """While the decoder thread is still on a long chunk, the consumer waiting for it stops."""
+
+    def make(stop):
+        def gen():
+            yield Chunk(0, torch.zeros(1, 2, 2, 3))
+            stop.wait(20)  # a chunk that takes long to decode
+            yield Chunk(1, torch.zeros(1, 2, 2, 3))
+
+        return gen()
+
+    it = decode._prefetched(make)
+    next(it)
+    timer = threading.Timer(0.1, host.request_interrupt)
+    timer.start()
+    try:
+        with pytest.raises(host.Interrupted):
+            next(it)
+    finally:
+        timer.join()
+        host.clear_interrupt()
+    assert no_decoder_threads()
