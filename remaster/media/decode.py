@@ -183,7 +183,7 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     def put(item) -> bool:
         while not stop.is_set():
             try:
-                q.put(item, timeout=0.02)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
