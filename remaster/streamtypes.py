@@ -262,6 +262,20 @@ def rebatch(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
         yield Chunk(start, frames, masks)
 
 
+def pieces(chunk: Chunk, size: int = 1) -> Iterator[Chunk]:
+    """``chunk`` in runs of at most ``size`` frames (its frames converted once, then sliced).
+    Analyses step through a chunk this way and check interrupt between the runs, so a stop waits
+    for one frame's work, never a whole chunk's."""
+    n = len(chunk)
+    if n <= size:
+        yield chunk
+        return
+    frames, mask = chunk.frames, chunk.mask
+    for i in range(0, n, size):
+        j = min(n, i + size)
+        yield Chunk(chunk.start + i, frames[i:j], None if mask is None else mask[i:j])
+
+
 def iter_frames(chunks: Iterator[Chunk]) -> Iterator[tuple]:
     """``(index, frame[H,W,3], mask[H,W] or None)`` one at a time from a chunk iterator."""
     for chunk in chunks:

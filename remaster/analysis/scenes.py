@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from .. import host
 from ..stream import FrameStream
+from ..streamtypes import pieces
 
 _cache: dict = {}
-ANALYSIS_CHUNK = 4  # frames per step of the cut analysis (its own pass: any size gives the same cuts)
+ANALYSIS_CHUNK = 4  # frames per read of the cut analysis (its own pass: any size gives the same cuts)
 
 
 def _thumb(frames: torch.Tensor, size=(36, 64)) -> torch.Tensor:
@@ -46,18 +47,21 @@ def _pair_score(t, h, prev_t, prev_h) -> float:
 
 
 def frame_scores(chunks: Iterable) -> list[float]:
-    """Per-frame change score against the previous frame (0 for frame 0)."""
+    """Per-frame change score against the previous frame (0 for frame 0); checks interrupt
+    before each frame."""
     scores: list[float] = []
     prev_t = prev_h = None
     for chunk in chunks:
-        t = _thumb(chunk.frames.float())
-        h = _hist(t)
-        for i in range(t.shape[0]):
-            if prev_t is None:
-                scores.append(0.0)
-            else:
-                scores.append(_pair_score(t[i], h[i], prev_t, prev_h))
-            prev_t, prev_h = t[i], h[i]
+        for one in pieces(chunk):
+            host.check_interrupt()
+            t = _thumb(one.frames.float())
+            h = _hist(t)
+            for i in range(t.shape[0]):
+                if prev_t is None:
+                    scores.append(0.0)
+                else:
+                    scores.append(_pair_score(t[i], h[i], prev_t, prev_h))
+                prev_t, prev_h = t[i], h[i]
     return scores
 
 
@@ -145,9 +149,10 @@ def _analyse(src: FrameStream, threshold: float, min_shot: int) -> list[int]:
     progress = host.Progress(src.info.frame_count, "Scene cuts")
     det = CutDetector(threshold, 3.0, min_shot)
     try:
-        for chunk in src.chunks(ANALYSIS_CHUNK):  # small chunks: progress and interrupt stay prompt
-            host.check_interrupt()
-            det.push(chunk.frames)
+        for chunk in src.chunks(ANALYSIS_CHUNK):  # small chunks: progress stays fluid
+            for one in pieces(chunk):  # interrupt: decoding and conversion check it per frame too
+                host.check_interrupt()
+                det.push(one.frames)
             progress.update(len(chunk))
     finally:
         progress.close()

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .. import host
 from ..stream import FRAMEWISE, Chunk, FrameStream, source_span
+from ..streamtypes import pieces
 from ..temporal import LookaheadStage, lookahead
 from . import scenes
 
@@ -56,9 +57,10 @@ def measure_pass(stream: FrameStream, chunk_size: int,
 
     def tap() -> Iterator[Chunk]:
         for chunk in stream.chunks(chunk_size):
-            host.check_interrupt()
-            rows.append(np.asarray(measure(chunk), dtype=np.float64))
-            yield chunk
+            for one in pieces(chunk):
+                host.check_interrupt()
+                rows.append(np.asarray(measure(one), dtype=np.float64))
+                yield one
 
     if need_cuts:
         cuts = scenes.cuts_from_scores(scenes.frame_scores(tap()))
@@ -193,9 +195,11 @@ def _analyse_then_apply(stream, name, params, measure, plan, apply, radius, whol
         progress = host.Progress(b - a, f"{label}: analysis")
         try:
             for ch in src.chunks(chunk_size, a, b):
-                rows.append(np.asarray(measure(ch), dtype=np.float64))
-                if detector is not None:
-                    detector.push(ch.frames)
+                for one in pieces(ch):  # a frame at a time: an interrupt waits for one frame
+                    host.check_interrupt()
+                    rows.append(np.asarray(measure(one), dtype=np.float64))
+                    if detector is not None:
+                        detector.push(one.frames)
                 progress.update(len(ch))
         finally:
             progress.close()

@@ -34,6 +34,11 @@ def check_interrupt() -> None:
         raise Interrupted("run interrupted")
 
 
+def _is_interrupt(exc: BaseException) -> bool:
+    kind = getattr(_mm, "InterruptProcessingException", None) if _mm is not None else None
+    return isinstance(exc, Interrupted) or (kind is not None and isinstance(exc, kind))
+
+
 def add_progress_listener(fn: Callable[[dict], None]) -> None:
     _progress_listeners.append(fn)
 
@@ -93,7 +98,9 @@ class StageBar:
             self._last = now
             try:
                 self._bar.update_absolute(min(self.done, self.total), self.total)
-            except Exception:
+            except Exception as exc:
+                if _is_interrupt(exc):  # ComfyUI's bar hook raises the stop (and clears the flag)
+                    raise
                 self._bar = None
 
 

@@ -17,10 +17,11 @@ import os
 import queue
 import threading
 from fractions import Fraction
-from typing import Iterator
+from typing import Iterator, Optional
 
 import av
 
+from .. import host
 from ..stream import AudioRef, Chunk, FrameStream, StreamInfo, fingerprint_of
 from .frames import NativeFrames, _Converter
 from .probe import Probe, VideoError, embedded, made_by, open_container, probe  # noqa: F401  (decode.probe etc. are public)
@@ -153,11 +154,11 @@ def open_video(
 
     def producer(_self: FrameStream, size: int) -> Iterator[Chunk]:
         conv = _Converter(p, dec_size, rotation, tonemap)
-        yield from _prefetched(lambda: _decode_chunks(p, plan, conv, keep_alpha, size))
+        yield from _prefetched(lambda stop: _decode_chunks(p, plan, conv, keep_alpha, size, stop))
 
     def seek(size: int, a: int, b: int) -> Iterator[Chunk]:  # a range: seek, decode only that
         conv = _Converter(p, dec_size, rotation, tonemap)
-        for ch in _prefetched(lambda: _decode_chunks(p, plan[a:b], conv, keep_alpha, size)):
+        for ch in _prefetched(lambda stop: _decode_chunks(p, plan[a:b], conv, keep_alpha, size, stop)):
             yield ch.with_(start=ch.start + a)
 
     return FrameStream(info, producer, fp, label=f"load:{os.path.basename(path)}", seek=seek)
@@ -171,7 +172,10 @@ class _Failed:
 def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     """Run a chunk generator in a background thread, at most ``depth`` chunks ahead. PyAV decodes
     and converts without holding the GIL, so decoding overlaps with whatever the consumer (the
-    stages, the encoder) does with the previous chunk. Stopping early stops the thread."""
+    stages, the encoder) does with the previous chunk. ``make(stop)`` gets the event that stops
+    it: the generator checks it between frames, so stopping early (an interrupt, an error, a
+    range that ends) waits for at most one frame's decoding, never a chunk's; while the consumer
+    waits for a chunk it checks interrupt."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -188,9 +192,9 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     def work() -> None:
         gen = None
         try:
-            gen = make()
+            gen = make(stop)
             for chunk in gen:
-                if not put(chunk):
+                if not put(chunk) or stop.is_set():
                     return
             put(done)
         except BaseException as exc:  # handed to the consumer, raised there (a failure to start too)
@@ -203,7 +207,11 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
     thread.start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=0.05)
+            except queue.Empty:  # the decoder is still on its chunk: a stop need not wait for it
+                host.check_interrupt()
+                continue
             if item is done:
                 return
             if isinstance(item, _Failed):
@@ -211,11 +219,17 @@ def _prefetched(make: "callable", depth: int = 1) -> Iterator[Chunk]:
             yield item
     finally:
         stop.set()
+        try:  # free the slot a waiting put may be blocked on
+            q.get_nowait()
+        except queue.Empty:
+            pass
         thread.join(timeout=10)
 
 
-def _decode_chunks(p: Probe, plan: list, conv: _Converter, keep_alpha: bool, size: int) -> Iterator[Chunk]:
-    """Decode the planned frames into chunks of :class:`NativeFrames` (converted lazily)."""
+def _decode_chunks(p: Probe, plan: list, conv: _Converter, keep_alpha: bool, size: int,
+                   stop: Optional[threading.Event] = None) -> Iterator[Chunk]:
+    """Decode the planned frames into chunks of :class:`NativeFrames` (converted lazily); ends
+    early, between two frames, once ``stop`` is set."""
     if not plan:
         return
     name = os.path.basename(p.path)
@@ -236,6 +250,8 @@ def _decode_chunks(p: Probe, plan: list, conv: _Converter, keep_alpha: bool, siz
         decoded = container.decode(vs)
         exhausted = False
         for k in plan:
+            if stop is not None and stop.is_set():
+                return
             while cur_idx < k and not exhausted:
                 try:
                     fr = next(decoded)

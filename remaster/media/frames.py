@@ -11,6 +11,7 @@ from av.video.reformatter import Interpolation
 import numpy as np
 import torch
 
+from .. import host
 from . import hdr as hdr_mod
 from . import yuv
 from .probe import RGB_PREFIXES, Probe
@@ -101,9 +102,23 @@ class _Converter:
             out[...] = np.rot90(target, k=k, axes=(0, 1))
 
     def rgb(self, frames: list) -> torch.Tensor:
+        """The chunk's frames as float RGB. Interrupt is checked before each frame: a stop
+        requested while a large chunk converts waits for the frames in flight, not the chunk."""
         buf = self.pool.get((len(frames), self.out_h, self.out_w, 3))
         o = buf.numpy()
-        list(yuv.workers().map(lambda i: self._one(frames[i], o[i]), range(len(frames))))
+        stopped: list = []
+
+        def one(i: int) -> None:
+            if stopped:
+                return
+            try:
+                host.check_interrupt()
+            except BaseException:
+                stopped.append(i)
+                raise
+            self._one(frames[i], o[i])
+
+        list(yuv.workers().map(one, range(len(frames))))
         if self.tonemap:
             for i in range(0, len(frames), 4):
                 buf[i : i + 4] = hdr_mod.to_sdr(buf[i : i + 4], self.p.transfer)
