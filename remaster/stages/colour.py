@@ -35,7 +35,7 @@ _SKIN_RGB = (0.80, 0.58, 0.47)
 
 
 class ColourError(ValueError):
-    pass
+    """Auto Colour got a setting it cannot use (the message names the input and what is accepted)."""
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ _EPS = 1e-3
 
 
 class FadeError(ValueError):
-    pass
+    """Restore Faded Colour got a bad setting or a reference clip that does not fit the stream."""
 
 
 @dataclass(frozen=True)

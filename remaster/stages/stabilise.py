@@ -29,7 +29,7 @@ EDGES = ("reflect", "replicate", "black", "crop")
 
 
 class StabiliseError(ValueError):
-    pass
+    """Stabilise got a setting it cannot use (the message names the input and what is accepted)."""
 
 
 @dataclass(frozen=True)

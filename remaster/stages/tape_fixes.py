@@ -33,7 +33,7 @@ HEAD_MODES = ("off", "black", "inpaint", "crop")
 
 
 class TapeError(ValueError):
-    pass
+    """Tape Fixes got a bad setting or a protect mask that does not fit the stream."""
 
 
 @dataclass(frozen=True)
