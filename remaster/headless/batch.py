@@ -248,6 +248,7 @@ def run_segmented(args, src: Path) -> int:
             meta = segments.check_segment(task["output"])
             state["read"] += meta["read"][1] - meta["read"][0]
             state["kept"] += meta["range"][1] - meta["range"][0]
+            state["undeclared"] = meta.get("undeclared") or state.get("undeclared")
             state["segs"] += 1
         else:
             segment_worker.audio_of(task["output"])  # readable, or the task failed
@@ -263,6 +264,9 @@ def run_segmented(args, src: Path) -> int:
     if state["kept"]:
         print(f"warm-up declared by the chain: {state['read'] - state['kept']} extra source frames read for "
               f"{state['kept']} rendered", file=sys.stderr)
+    if state.get("undeclared"):
+        print(f"note: {', '.join(state['undeclared'])} declare(s) no temporal context, so every segment was rendered "
+              "from frame 0 (exact, but no faster than one run); run this workflow without segments", file=sys.stderr)
     audio = segment_worker.audio_of(audio_file) if segments.wants_audio(prompt) else None
     out = segments.join(parts, prompt, final, audio)
     for tmp, fin in renames:

@@ -41,13 +41,16 @@ def output_range(a: int, b: int, n_src: int, n_out: int) -> tuple[int, int]:
     return a * n_out // n_src, b * n_out // n_src
 
 
-def source_span(stream, a: int, b: int) -> list:
-    """The source frames a range pass of ``a..b`` reads (its declared warm-up included)."""
-    s = stream
+def source_span(stream, a: int, b: int) -> tuple[list, list]:
+    """The source frames a range pass of ``a..b`` reads (its declared warm-up included), and the
+    stages that declare no temporal context (a range through them renders from frame 0)."""
+    s, undeclared = stream, []
     while s.upstream is not None:
+        if s.temporal is None:
+            undeclared.append(s.label)
         a, b = s.input_span(a, b)
         s = s.upstream
-    return [int(a), int(b)]
+    return [int(a), int(b)], undeclared
 
 
 def _target(output_path: str, filename_prefix: str, ext: str) -> Path:
@@ -69,9 +72,10 @@ def render(frames, req: dict, fmt: str, odd_size: str, audio_ref, output_path: s
     lo, hi = output_range(a, b, int(req["of"]), n)
     if hi <= lo:
         raise ValueError(f"segment {a}..{b} of {req['of']} source frames holds no output frame")
-    read = source_span(frames, lo, hi)
+    read, undeclared = source_span(frames, lo, hi)
     return segment.write(frames.range(lo, hi), fmt, _target(output_path, filename_prefix, ".mkv"), odd_size,
-                         meta={"range": [lo, hi], "of": n, "read": read, "chunk": frames.chunk_size})
+                         meta={"range": [lo, hi], "of": n, "read": read, "chunk": frames.chunk_size,
+                               "undeclared": undeclared})
 
 
 def render_audio(frames, ref, output_path: str, filename_prefix: str) -> Path:

@@ -117,9 +117,9 @@ def test_recurrent_matting_drifts_less_than_its_tolerance_after_a_segment_start(
     a, b = decode_all(one).astype(np.int16), decode_all(joined).astype(np.int16)
     assert a.shape == b.shape and a.shape[0] == 90
     diff = np.abs(a - b)
-    # segments start at 30 and 60 with RVM's declared 48-frame warm-up: the composite stays within
-    # 2 levels of 255 at the worst pixel and 0.05 levels on average
-    assert diff.max() <= 2 and diff.mean() <= 0.05, (int(diff.max()), float(diff.mean()))
+    # segments start at 30 and 60, each after the warm-up RVM and its mask smoothing declare: the
+    # tolerance is one 8-bit level at any pixel (measured: 0 at 96 and 128 px)
+    assert diff.max() <= 1 and diff.mean() <= 0.01, (int(diff.max()), float(diff.mean()))
 
 
 def test_an_audio_stage_is_applied_once_at_the_join(tmp_path):
