@@ -257,7 +257,7 @@ def run_segmented(args, src: Path) -> int:
         rate = (state["frames"] - done_frames) / max(1e-6, time.perf_counter() - t0)
         left = (n - state["frames"]) / rate if rate else 0
         print(f"[{state['segs']}/{len(ranges)} segments, {state['frames']}/{n} frames, {rate:.2f} fr/s, "
-              f"left {_clock(left)}] {task['id']}", file=sys.stderr)
+              f"left {_clock(left)}] {task['id']} in {secs:.2f}s", file=sys.stderr)
 
     if tasks:
         executors.make(args, _dirs()).run(tasks, on_done)
@@ -268,7 +268,9 @@ def run_segmented(args, src: Path) -> int:
         print(f"note: {', '.join(state['undeclared'])} declare(s) no temporal context, so every segment was rendered "
               "from frame 0 (exact, but no faster than one run); run this workflow without segments", file=sys.stderr)
     audio = segment_worker.audio_of(audio_file) if segments.wants_audio(prompt) else None
+    t_join = time.perf_counter()
     out = segments.join(parts, prompt, final, audio)
+    print(f"joined {len(parts)} segments in {time.perf_counter() - t_join:.2f}s", file=sys.stderr)
     for tmp, fin in renames:
         os.replace(tmp, fin)
         out = fin
