@@ -19,13 +19,12 @@ import os
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 KEY = "remaster_segment"
 AUDIO_TAG = "remaster_audio"
 
 
-def request(prompt: Optional[dict], unique_id) -> Optional[dict]:
+def request(prompt: dict | None, unique_id) -> dict | None:
     """The segment request on node ``unique_id`` of ``prompt`` (None for an ordinary run)."""
     if not prompt or unique_id is None:
         return None
