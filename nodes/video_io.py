@@ -13,6 +13,7 @@ from remaster.media import audio as audio_io
 from remaster.media import cache as cache_mod
 from remaster.media import decode, encode, preview
 from remaster.analysis import scenes
+from remaster.headless import segment_worker
 from remaster.stream import from_tensor
 
 from ._common import CUTS, FRAMES, StreamStage, category, frames_input, stream_inputs
@@ -199,10 +200,15 @@ class RemasterSaveVideo:
     def save(self, frames, filename_prefix="remaster/video", format="h264_mp4", crf=18, speed="medium",
              audio="stream", audio_override=None, output_path="", odd_size="pad", unique_id=None, prompt=None,
              extra_pnginfo=None):
-        cache_mod.keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         a = audio
         if audio_override is not None:
             a = audio_io.write_audio(audio_override)
+        part = segment_worker.request(prompt, unique_id)
+        if part is not None:  # one part of a segmented render (python -m remaster run --workers/--ray/--servers)
+            ref = frames.info.audio if a == "stream" else (None if a in ("none", None) else a)
+            path = segment_worker.render(frames, part, format, odd_size, ref, output_path, filename_prefix)
+            return {"ui": {"videos": [preview.ui_entry(path, "ffv1_mkv")]}, "result": (str(path),)}
+        cache_mod.keep_shared(frames, prompt)  # a stage feeding several nodes renders once (lossless cache)
         path = encode.save_video(frames, filename_prefix, format, crf, speed, a, output_path or None,
                                  label="Save Video", node_id=unique_id, odd_size=odd_size,
                                  metadata=encode.workflow_metadata(frames, prompt, extra_pnginfo))

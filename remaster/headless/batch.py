@@ -195,15 +195,13 @@ def _run_tolerant(ex, jobs, report) -> None:
 
 def run_segmented(args, src: Path) -> int:
     from .commands import prepare
-    from . import executors, segments
+    from . import executors, segment_worker, segments
 
     prompt, renames = prepare(args.workflow, args.set, str(src), args.output, args.overwrite)
     final = Path(prompt[segments.find(prompt, "RemasterSaveVideo")]["inputs"]["output_path"])
     stream = segments.source_stream(prompt)
     n, fps = stream.info.frame_count, stream.info.fps
     target = args.segment_seconds or 60.0
-    warm_s = args.warmup_seconds if args.warmup_seconds is not None else (2.0 if segments.is_temporal(prompt) else 0.0)
-    warm = int(round(warm_s * float(fps)))
     li = prompt[segments.find(prompt, "RemasterLoadVideo")]["inputs"]
     cuts = []
     if n > target * float(fps) * 1.25:
@@ -215,48 +213,64 @@ def run_segmented(args, src: Path) -> int:
         cuts = scenes.detect_scene_cuts(small)
     ranges = segments.plan(n, fps, target, cuts)
     work = final.parent / f".{Path(args.output).name}.segments"
-    key = segments.state_key(prompt | {"_out": str(Path(args.output).resolve())}, ranges, warm)
+    key = segments.state_key(prompt | {"_out": str(Path(args.output).resolve())}, ranges)
     if (work / "job.json").exists() and json.loads((work / "job.json").read_text()).get("key") != key:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "job.json").write_text(json.dumps({"key": key, "ranges": ranges, "warmup": warm}))
+    (work / "job.json").write_text(json.dumps({"key": key, "ranges": ranges}))
+    for_server = bool(args.servers)
     parts, tasks = [], []
     for i, (a, b) in enumerate(ranges):
-        w = min(warm, a)
-        seg = work / f"seg_{i:04d}.mkv"
-        marker = work / f"seg_{i:04d}.done"
-        parts.append((str(seg), w, b - a))
+        seg, marker = work / f"seg_{i:04d}.mkv", work / f"seg_{i:04d}.done"
+        parts.append(str(seg))
         if marker.exists() and seg.exists():
             try:
-                segments.check_segment(seg, b - a + w)
+                segments.check_segment(seg)
                 continue
             except Exception:
                 pass
-        for_server = bool(args.servers)
         out_name = f"remaster_segments/{key}_{i:04d}" if for_server else str(seg)
-        tasks.append({"id": f"segment {i} (frames {a}-{b})", "prompt": segments.segment_prompt(
-            prompt, a, b, w, fps, n, out_name, for_server), "output": str(seg), "expected": b - a + w,
-            "marker": str(marker), "frames": b - a})
-    done_frames = sum(b - a for a, b in ranges) - sum(t["frames"] for t in tasks)
+        tasks.append({"id": f"segment {i} (frames {a}-{b})", "output": str(seg), "marker": str(marker), "frames": b - a,
+                      "prompt": segments.part_prompt(prompt, {"kind": "video", "range": [a, b], "of": n}, out_name, for_server)})
+    audio_file = work / "audio.part"
+    if segments.wants_audio(prompt) and not ((work / "audio.done").exists() and audio_file.exists()):
+        out_name = f"remaster_segments/{key}_audio" if for_server else str(audio_file)
+        tasks.append({"id": "audio (whole range)", "output": str(audio_file), "marker": str(work / "audio.done"),
+                      "frames": 0, "prompt": segments.part_prompt(prompt, {"kind": "audio"}, out_name, for_server)})
+    done_frames = n - sum(t["frames"] for t in tasks)
     t0 = time.perf_counter()
-    state = {"segs": len(ranges) - len(tasks), "frames": done_frames}
-    print(f"{len(ranges)} segments of ~{target:.0f}s ({len(tasks)} to render, warm-up {warm} frames) "
+    state = {"segs": len(ranges) - sum(1 for t in tasks if t["frames"]), "frames": done_frames, "read": 0, "kept": 0}
+    print(f"{len(ranges)} segments of ~{target:.0f}s ({sum(1 for t in tasks if t['frames'])} to render) "
           f"on {_where(args)}", file=sys.stderr)
 
     def on_done(task, secs):
-        segments.check_segment(task["output"], task["expected"])
+        if task["frames"]:
+            meta = segments.check_segment(task["output"])
+            state["read"] += meta["read"][1] - meta["read"][0]
+            state["kept"] += meta["range"][1] - meta["range"][0]
+            state["undeclared"] = meta.get("undeclared") or state.get("undeclared")
+            state["segs"] += 1
+        else:
+            segment_worker.audio_of(task["output"])  # readable, or the task failed
         Path(task["marker"]).write_text(json.dumps({"seconds": secs}))
-        state["segs"] += 1
         state["frames"] += task["frames"]
         rate = (state["frames"] - done_frames) / max(1e-6, time.perf_counter() - t0)
         left = (n - state["frames"]) / rate if rate else 0
         print(f"[{state['segs']}/{len(ranges)} segments, {state['frames']}/{n} frames, {rate:.2f} fr/s, "
-              f"left {_clock(left)}] {task['id']}", file=sys.stderr)
+              f"left {_clock(left)}] {task['id']} in {secs:.2f}s", file=sys.stderr)
 
     if tasks:
         executors.make(args, _dirs()).run(tasks, on_done)
-    target_path = final
-    out = segments.join(parts, prompt, target_path)
+    if state["kept"]:
+        print(f"warm-up declared by the chain: {state['read'] - state['kept']} extra source frames read for "
+              f"{state['kept']} rendered", file=sys.stderr)
+    if state.get("undeclared"):
+        print(f"note: {', '.join(state['undeclared'])} declare(s) no temporal context, so every segment was rendered "
+              "from frame 0 (exact, but no faster than one run); run this workflow without segments", file=sys.stderr)
+    audio = segment_worker.audio_of(audio_file) if segments.wants_audio(prompt) else None
+    t_join = time.perf_counter()
+    out = segments.join(parts, prompt, final, audio)
+    print(f"joined {len(parts)} segments in {time.perf_counter() - t_join:.2f}s", file=sys.stderr)
     for tmp, fin in renames:
         os.replace(tmp, fin)
         out = fin

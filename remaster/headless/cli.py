@@ -87,9 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-seconds", type=float, default=0.0, metavar="S",
                    help="split each video into segments of about S seconds (at scene cuts where there are any); "
                         "default with an executor: 60, without: no split")
-    p.add_argument("--warmup-seconds", type=float, default=None, metavar="S",
-                   help="frames rendered before each segment and dropped, so temporal stages settle "
-                        "(default: 0 for frame-wise workflows, 2 for temporal ones)")
 
     p = sub.add_parser("submit", help="queue a workflow on a running ComfyUI and follow it to the end",
                        description="Send the API workflow to a ComfyUI server, follow its websocket, print the saved files.")

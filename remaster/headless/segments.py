@@ -1,13 +1,15 @@
 """Split one long video into segments, render them anywhere, join them into one file.
 
-A segment is a range of the Load Video node's output frames ``[a, b)``. It is rendered by the
-same workflow with Load Video's ``start_time``/``end_time`` moved to ``a - warmup`` and ``b``
-(exact: frame ``i`` is shown at ``i / fps``) and its Save Video switched to lossless FFV1 RGB
-without audio. Joining decodes the segments, drops each one's warm-up frames and encodes once
-with the workflow's own Save Video settings and the source's audio, so the pixels the encoder
-sees are the ones a single run would give it: for frame-wise workflows the joined file equals
-the single-process file frame for frame; temporal stages differ only inside the first frames
-after a segment start, which the warm-up covers.
+A segment is a range ``[a, b)`` of the Load Video node's output frames. It is rendered by the
+same workflow (only the Save node and what it depends on), whose Save node is asked, through
+``_meta.remaster_segment``, to write the range of its stream that covers those frames
+(:mod:`.segment_worker`): each temporal stage reads the warm-up its ``Temporal`` declares and
+drops it, and the segment keeps, losslessly, exactly the frames the final encoder would be
+handed (:mod:`remaster.media.segment`: the source's YUV untouched where no stage changed the
+pixels). One more task renders the chain's audio once for the whole range. Joining hands the
+segments' planes to one encoder with the workflow's own Save Video settings and that audio, so
+for frame-wise and windowed chains the joined file equals the single-process file frame for
+frame, and recurrent stages differ only within their declared warm-up.
 """
 from __future__ import annotations
 
@@ -18,11 +20,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
-# node types that carry state from frame to frame (matting, colour smoothing, deflicker, ...):
-# segments of workflows using them get warm-up frames by default
-TEMPORAL_HINTS = ("Matting", "AutoColour", "Deflicker", "Temporal", "Interpolate", "FaceRestore", "Stabil", "Film")
-
-
 def find(prompt: dict, class_type: str) -> str:
     ids = sorted((k for k, v in prompt.items() if v.get("class_type") == class_type), key=lambda k: (len(k), k))
     if not ids:
@@ -30,10 +27,6 @@ def find(prompt: dict, class_type: str) -> str:
 
         raise WorkflowError(f"segments need a workflow with a {class_type} node")
     return ids[0]
-
-
-def is_temporal(prompt: dict) -> bool:
-    return any(h in v.get("class_type", "") for v in prompt.values() for h in TEMPORAL_HINTS)
 
 
 def source_stream(prompt: dict):
@@ -70,26 +63,28 @@ def plan(n_frames: int, fps: Fraction, target_seconds: float, cuts: Optional[lis
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def scene_cuts_of(stream) -> list[int]:
-    """Scene cuts of the source at thumbnail size (one cheap decode)."""
-    from ..analysis import scenes
-    from ..media import decode
+def _needed(prompt: dict, node_id: str) -> set:
+    """``node_id`` and every node it depends on."""
+    seen, todo = set(), [node_id]
+    while todo:
+        nid = todo.pop()
+        if nid in seen or nid not in prompt:
+            continue
+        seen.add(nid)
+        todo += [v[0] for v in (prompt[nid].get("inputs") or {}).values()
+                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)]
+    return seen
 
-    small = decode.open_video(stream.info.source, max_side=160)
-    return scenes.detect_scene_cuts(small)
 
-
-def segment_prompt(prompt: dict, a: int, b: int, warm: int, fps: Fraction, n_frames: int, output: str,
-                   for_server: bool = False) -> dict:
-    """The workflow rendering frames ``[a - warm, b)`` to a lossless, silent file."""
-    p = copy.deepcopy(prompt)
-    li = p[find(p, "RemasterLoadVideo")]["inputs"]
-    t0 = float(li.get("start_time", 0.0))
-    li["start_time"] = t0 + float(Fraction(a - warm) / fps)
-    if b < n_frames or float(li.get("end_time", 0.0)) > 0:
-        li["end_time"] = t0 + float(Fraction(b) / fps)
-    si = p[find(p, "RemasterSaveVideo")]["inputs"]
-    si.update(format="ffv1_mkv", audio="none")
+def part_prompt(prompt: dict, part: dict, output: str, for_server: bool = False) -> dict:
+    """The workflow rendering one part (a segment ``{"kind": "video", "range", "of"}`` or the
+    audio ``{"kind": "audio"}``): the Save node and its inputs only, the request on its
+    ``_meta``, the output at ``output`` (a server writes ``output`` as filename prefix)."""
+    save = find(prompt, "RemasterSaveVideo")
+    p = {k: copy.deepcopy(v) for k, v in prompt.items() if k in _needed(prompt, save)}
+    node = p[save]
+    node.setdefault("_meta", {})["remaster_segment"] = dict(part)
+    si = node["inputs"]
     if for_server:
         si["output_path"] = ""
         si["filename_prefix"] = output
@@ -98,66 +93,47 @@ def segment_prompt(prompt: dict, a: int, b: int, warm: int, fps: Fraction, n_fra
     return p
 
 
-def check_segment(path: str | Path, expected: int) -> None:
-    """A segment is usable when it decodes and has exactly the frames asked for."""
-    import av
-
-    with av.open(str(path)) as c:
-        n = sum(1 for _ in c.decode(video=0))
-    if n != expected:
-        raise ValueError(f"segment {Path(path).name} has {n} frames, expected {expected}")
-
-
-def join(parts: list[tuple[str, int, int]], prompt: dict, final: Path, label: str = "Join") -> Path:
-    """Encode ``parts`` = (file, warm-up frames to drop, frames kept) as one file with the
-    workflow's Save Video settings and the source's audio, written under a temp name."""
-    from ..media import decode, encode
-    from ..stream import Chunk, FrameStream, rebatch
-
-    first = decode.open_video(parts[0][0])  # size; fps and colour facts come from the source
-    total = sum(k for _, _, k in parts)
-    src = source_stream(prompt)
+def wants_audio(prompt: dict) -> bool:
     si = prompt[find(prompt, "RemasterSaveVideo")]["inputs"]
-    audio = src.info.audio if si.get("audio", "stream") == "stream" else None
-    info = src.info.with_(frame_count=total, audio=audio, width=first.info.width, height=first.info.height,
-                          fps=_segment_fps(prompt, src.info.fps), chunk_size=0, scene_cuts=None)
+    return si.get("audio", "stream") == "stream" or isinstance(si.get("audio_override"), list)
 
-    def frames(chunk_size):
-        # every frame of our own lossless segments, in order (no frame-rate resampling)
-        import av
-        import torch
 
-        pos = 0
-        for path, warm, keep in parts:
-            with av.open(str(path)) as c:
-                for i, f in enumerate(c.decode(video=0)):
-                    if i >= warm + keep:
-                        break
-                    if i >= warm:
-                        yield Chunk(pos, torch.from_numpy(f.to_ndarray(format="rgb24")[None]).float().div_(255.0), None)
-                        pos += 1
+def check_segment(path: str | Path) -> dict:
+    """A segment is usable when it decodes to the frame count it records; returns its record."""
+    from ..media import segment
 
-    def producer(_self, chunk_size):
-        # the chunk sizes of a single run (Load Video's): x264 through PyAV gave different bits
-        # for the same frames fed in other chunk sizes, so the join feeds them the same way
-        return rebatch(frames(src.chunk_size), src.chunk_size)
+    meta = segment.meta_of(path)
+    if not meta or "range" not in meta:
+        raise ValueError(f"{Path(path).name} is not a segment of a segmented render")
+    n = segment.count_frames(path)
+    if n != meta["frames"] or meta["range"][1] - meta["range"][0] != n:
+        raise ValueError(f"segment {Path(path).name} has {n} frames, expected {meta['frames']}")
+    return meta
 
-    stream = FrameStream(info, producer, f"join-{len(parts)}-{total}", label="join")
+
+def join(parts: list[str], prompt: dict, final: Path, audio=None, label: str = "Join") -> Path:
+    """Encode the segments ``parts`` (in order; they must tile the output frames exactly once)
+    as one file with the workflow's Save Video settings and ``audio``, under a temp name."""
+    from ..media import encode, segment
+
+    metas = [segment.meta_of(p) for p in parts]
+    pos = 0
+    for p, m in zip(parts, metas):
+        if m["range"][0] != pos:
+            raise ValueError(f"{Path(p).name} starts at output frame {m['range'][0]}, expected {pos}")
+        pos = m["range"][1]
+    if pos != metas[0]["of"]:
+        raise ValueError(f"the segments end at output frame {pos} of {metas[0]['of']}")
+    si = prompt[find(prompt, "RemasterSaveVideo")]["inputs"]
+    src = source_stream(prompt)
+    # the chunk sizes of a single run: the encoder is fed as Save Video feeds it there
+    stream = segment.read(parts, int(metas[0].get("chunk") or 8), audio=audio, source=src.info.source)
     return encode.save_video(stream, fmt=si.get("format", "h264_mp4"), crf=int(si.get("crf", 18)),
-                             speed=si.get("speed", "medium"), audio=audio, output_path=str(final), label=label)
+                             speed=si.get("speed", "medium"), audio=audio, output_path=str(final), label=label,
+                             odd_size=si.get("odd_size", "pad"))
 
 
-def _segment_fps(prompt: dict, fps):
-    """The output rate: the source's, unless a stage changes it (interpolation sets a target)."""
-    for node in prompt.values():
-        for k in ("target_fps", "fps"):
-            v = (node.get("inputs") or {}).get(k)
-            if "Interpolate" in node.get("class_type", "") and isinstance(v, (int, float)) and v > 0:
-                return Fraction(v).limit_denominator(100000)
-    return fps
-
-
-def state_key(prompt: dict, ranges, warm: int) -> str:
+def state_key(prompt: dict, ranges) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps([prompt, ranges, warm], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([prompt, ranges, 2], sort_keys=True, default=str).encode()).hexdigest()[:16]

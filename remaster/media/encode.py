@@ -198,6 +198,21 @@ def _native_frames(chunk, spec: dict, tags: Tags):
         yield fr
 
 
+def encoder_frames(chunk, spec: dict, size: tuple, tags: Tags):
+    """The frames of ``chunk`` exactly as the encoder of ``spec`` is handed them (``av.VideoFrame``
+    in its pixel format, at the aligned ``size``): the decoder's own YUV when no stage touched
+    the pixels, else the RGB frames converted with the output's matrix (or quantized, for RGB
+    formats). A lossless copy of these is what segments of a long render keep."""
+    w, h = size
+    if _native_usable(chunk, tags, spec, (w, h)):
+        return _native_frames(chunk, spec, tags)
+    if spec.get("rgb"):
+        arr = _quantize(_fit(chunk.frames, w, h), 16 if spec.get("bits", 8) > 8 else 8)
+        return (_rgb_frame(arr[i], spec) for i in range(arr.shape[0]))
+    x = _fit(chunk.frames, w, h).contiguous().numpy()
+    return yuv.workers().map(lambda i: yuv.rgb_to_frame(x[i], spec["pix_fmt"], tags.matrix), range(x.shape[0]))
+
+
 def resolve_preset(fmt: str) -> dict:
     if fmt not in PRESETS:
         raise EncodeError(f"unknown format '{fmt}'; choose one of: {', '.join(PRESETS)}")
@@ -334,18 +349,9 @@ def _write_video(stream, tmp: Path, spec: dict, crf: int, speed: str, audio_ref,
             except Exception as exc:
                 raise EncodeError(f"cannot read the audio of '{audio_ref.path}': {exc}") from exc
             pump.run_in_background()
-        bits = 16 if spec.get("bits", 8) > 8 else 8
         index = 0
-        pool = yuv.workers()
         for chunk in stream.chunks():
-            if _native_usable(chunk, tags, spec, (w, h)):
-                frames = _native_frames(chunk, spec, tags)
-            elif spec.get("rgb"):
-                arr = _quantize(_fit(chunk.frames, w, h), bits)
-                frames = (_rgb_frame(arr[i], spec) for i in range(arr.shape[0]))
-            else:
-                x = _fit(chunk.frames, w, h).contiguous().numpy()
-                frames = pool.map(lambda i: yuv.rgb_to_frame(x[i], spec["pix_fmt"], tags.matrix), range(x.shape[0]))
+            frames = encoder_frames(chunk, spec, (w, h), tags)
             n = 0
             for vf in frames:
                 if not spec.get("rgb"):
