@@ -327,19 +327,24 @@ def unwrap_state_dict(sd: dict, keys: tuple = ("params_ema", "params", "state_di
 
 
 def link_existing(src_dir: Path, link: bool = True) -> list[tuple[str, Path]]:
-    """Place registry files found anywhere under ``src_dir`` (matched by file name or a known alias)
-    into their models folders under the registry's file name, as symlinks (or copies).
-    Returns (id, path) placed."""
+    """Place registry files found anywhere under ``src_dir`` (matched by file name or a known alias;
+    a registry name with a folder, such as ``sam2.1-hiera-small/model.safetensors``, by its last
+    parts, and its extra files along with it) into their models folders under the registry's file
+    name, as symlinks (or copies). Returns (id, path) placed."""
     placed = []
-    by_name: dict[str, list[ModelEntry]] = {}
+    by_name: dict[str, list[tuple[ModelEntry, str]]] = {}
     for e in entries().values():
-        for name in (e.filename, *e.aliases):
-            by_name.setdefault(name, []).append(e)
+        for name in (e.filename, *e.aliases, *(x["filename"] for x in e.extra.get("extra_files", []))):
+            by_name.setdefault(name, []).append((e, name))
     for p in sorted(Path(src_dir).rglob("*")):
-        if not p.is_file() or p.name not in by_name:
+        if not p.is_file():
             continue
-        for e in by_name[p.name]:
-            dest = safe_target(host.model_dirs(e.folder)[0], e.filename)
+        rel = p.relative_to(src_dir).as_posix()
+        hits = [hit for name, found in by_name.items() if name == p.name or ("/" in name and (rel == name or rel.endswith("/" + name)))
+                for hit in found]
+        for e, name in hits:
+            target = name if "/" in name and name != e.filename and name not in e.aliases else e.filename
+            dest = safe_target(host.model_dirs(e.folder)[0], target)
             if dest.exists():
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -258,26 +258,26 @@ class Relighter:
             raise RelightError(f"target '{s.target}' needs a person mask on the stream: add Video Matting (or another "
                                "mask node) before Relight, or set target to 'both'")
         new_cuts = set(self.detector.push(chunk.frames[:, ::4, ::4])) if self.detector is not None else set()
-        out = torch.empty_like(chunk.frames)
+        out = torch.empty(chunk.frames.shape, dtype=torch.float32)
         for i in range(len(chunk)):
             idx = chunk.start + i
             if idx in new_cuts or self._is_cut(idx):
                 self.reset()
             m = None if chunk.mask is None else chunk.mask[i]
-            out[i] = self.frame(chunk.frames[i], m)
+            self.frame(chunk.frames[i], m, out=out[i])
         return chunk.with_(frames=out)
 
-    def frame(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def frame(self, x: torch.Tensor, mask: Optional[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One relit frame ``[h,w,3]`` (written into ``out`` when given)."""
         s = self.s
         h, w, _ = x.shape
         scale = min(1.0, s.work_side / max(h, w))
         sh, sw = max(8, round(h * scale)), max(8, round(w * scale))
-        x = x.float()
-        xc = x.permute(2, 0, 1).unsqueeze(0)
-        small = F.interpolate(xc, size=(sh, sw), mode="area") if (sh, sw) != (h, w) else xc.contiguous()
+        x = x.float().contiguous()
+        small = _resize(x, sw, sh, cv2.INTER_AREA).permute(2, 0, 1).unsqueeze(0)
         g_small = log_luma(small)
         r = max(1, int(round(s.detail_radius * max(sh, sw))))
-        m_small = None if mask is None else F.interpolate(mask.float()[None, None], size=(sh, sw), mode="area")
+        m_small = None if mask is None else _resize(mask.float().contiguous(), sw, sh, cv2.INTER_AREA)[None, None]
         person, back = shading(g_small, m_small, r, s.detail_eps)
 
         # exposure level of the subject: mean log luminance of its pixels, followed by a moving
@@ -323,16 +323,14 @@ class Relighter:
             lg_person = torch.zeros_like(lg_person)
         lg_back = new_light(back) if s.target != "person" else torch.zeros_like(back)
 
-        # full size: the smooth log gains, joined along the full-size matte
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0, 0] if (sh, sw) != (h, w) else t[0, 0]
-
+        # full size: the smooth log gains (both regions in one resize), joined along the full-size matte
         if mask is None:
-            log_gain = up(lg_person)
+            log_gain = _resize(lg_person[0, 0], w, h, cv2.INTER_LINEAR)
             wgt = None
         else:
             m = mask.float()
-            log_gain = torch.lerp(up(lg_back), up(lg_person), m)
+            both = _resize(torch.stack([lg_back[0, 0], lg_person[0, 0]], -1), w, h, cv2.INTER_LINEAR)
+            log_gain = torch.lerp(both[..., 0], both[..., 1], m)
             wgt = {"person": m, "background": 1.0 - m, "both": None}[s.target]
         gain = log_gain.mul_(s.strength / DISPLAY_GAMMA).exp_().unsqueeze(-1)
         peak = x.amax(-1, keepdim=True)
@@ -348,11 +346,19 @@ class Relighter:
                 w3 = wgt.unsqueeze(-1)
                 tint = torch.addcmul(torch.ones(1, 1, 3), w3, t)
                 top.mul_(w3 * tmax + 1.0)
-        gain.mul_(_shoulder(top, peak))
-        out = x * gain
+        _roll_off(gain, top, peak)
+        out = torch.mul(x, gain, out=out)
         if tint is not None:
             out.mul_(tint)
         return out.clamp_(0.0, 1.0)
+
+
+def _resize(t: torch.Tensor, w: int, h: int, interp: int) -> torch.Tensor:
+    """``[H,W]`` or ``[H,W,c]`` float to ``(h, w)`` with OpenCV (area down, bilinear up; pixel
+    centres aligned like ``align_corners=False``)."""
+    if tuple(t.shape[:2]) == (h, w):
+        return t
+    return torch.from_numpy(cv2.resize(t.numpy(), (w, h), interpolation=interp))
 
 
 def shading(g: torch.Tensor, m: Optional[torch.Tensor], r: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,17 +388,19 @@ def shading(g: torch.Tensor, m: Optional[torch.Tensor], r: int, eps: float) -> t
     return nblur(g, wp), nblur(g, wb)
 
 
-def _shoulder(top: torch.Tensor, peak: torch.Tensor, knee: float = 0.85) -> torch.Tensor:
-    """Factor that rolls a brightened brightest channel ``top`` (was ``peak``) off below 1
-    instead of clipping; pixels not brightened past the knee keep factor 1. The same factor goes
-    to all three channels, so hues do not shift."""
+def _roll_off(gain: torch.Tensor, top: torch.Tensor, peak: torch.Tensor, knee: float = 0.85) -> None:
+    """Multiply ``gain`` in place by a factor that rolls a brightened brightest channel ``top``
+    (was ``peak``) off below 1 instead of clipping; pixels not brightened past the knee keep
+    their gain. The same factor goes to all three channels, so hues do not shift. Computed only
+    on the pixels it changes (usually few: the rest of the frame costs one comparison)."""
     base = peak.clamp(min=knee)
-    over = top - base
-    if float(over.max()) <= 0:
-        return torch.ones_like(top)
-    room = (1.0 - base).clamp_(min=1e-4)
-    rolled = base + room * (1.0 - torch.exp(-over.clamp(min=0.0) / room))
-    return torch.where(over > 0, rolled / top.clamp(min=1e-6), torch.ones_like(top))
+    idx = torch.nonzero((top > base).view(-1)).squeeze(1)
+    if idx.numel() == 0:
+        return
+    t, b = top.view(-1)[idx], base.view(-1)[idx]
+    room = (1.0 - b).clamp_(min=1e-4)
+    rolled = b + room * (1.0 - torch.exp((b - t) / room))
+    gain.view(-1)[idx] *= rolled / t.clamp(min=1e-6)
 
 
 def relight(stream: FrameStream, settings: Optional[RelightSettings] = None, **kw) -> FrameStream:

@@ -192,3 +192,17 @@ def test_bare_names_resolve_only_when_unambiguous():
     assert registry.by_filename("model.safetensors") is None  # four SAM2 sizes share it
     assert registry.by_filename("RealESRGAN_x4plus.pth").id == "RealESRGAN_x4plus"
     assert registry.by_filename("sam2.1-hiera-small/model.safetensors", "sam2").id == "sam2.1-hiera-small"
+
+
+def test_link_places_a_folder_model_and_its_extra_files(tmp_path):
+    """A registry name with a folder (a Hugging Face release: model.safetensors + config.json) is
+    matched by its last parts and placed with its extra files; a bare model.safetensors is not."""
+    src = tmp_path / "weights"
+    (src / "hub" / "sam2.1-hiera-small").mkdir(parents=True)
+    (src / "hub" / "sam2.1-hiera-small" / "model.safetensors").write_bytes(b"w")
+    (src / "hub" / "sam2.1-hiera-small" / "config.json").write_text("{}")
+    (src / "model.safetensors").write_bytes(b"other")
+    placed = dict((str(p.relative_to(host.model_dirs("sam2")[0])), i) for i, p in registry.link_existing(src))
+    assert placed == {"sam2.1-hiera-small/model.safetensors": "sam2.1-hiera-small",
+                      "sam2.1-hiera-small/config.json": "sam2.1-hiera-small"}
+    assert (host.model_dirs("sam2")[0] / "sam2.1-hiera-small" / "config.json").read_text() == "{}"

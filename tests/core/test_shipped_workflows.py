@@ -79,3 +79,28 @@ def test_quality(models, tmp_path, clips_dir):
     frames, w, h, audio = probe(out)
     assert (w, h, audio) == (256, 256, True)
     assert frames == 12  # 0.4 s at 30 fps (60 fps is the premium workflow's)
+
+
+def test_sam2_points_of_every_workflow_lie_in_the_clip_it_opens():
+    """A template's SAM2 points are pixels of the clip it opens (the shipped example), as loaded
+    by its Load Video: a point outside the frame stops the workflow at its first run."""
+    import json
+
+    from nodes.masks import widget_prompt
+    from remaster.media.decode import open_video
+    from remaster.stages.masks import parse_prompts
+
+    seen = 0
+    for path in sorted((ROOT / "workflows" / "api").glob("*.json")):
+        graph = json.loads(path.read_text())
+        for node in graph.values():
+            if node["class_type"] != "RemasterSAM2VideoMask":
+                continue
+            load = graph[node["inputs"]["frames"][0]]
+            assert load["class_type"] == "RemasterLoadVideo", path.name
+            info = open_video(ROOT / "assets" / load["inputs"]["video"], max_side=load["inputs"]["max_side"]).info
+            i = node["inputs"]
+            prompt = widget_prompt(i["frame"], i["positive_points"], i["negative_points"], i["box"])
+            parse_prompts(prompt, info.width, info.height, info.frame_count)  # raises naming the point
+            seen += 1
+    assert seen >= 1
