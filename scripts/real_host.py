@@ -183,7 +183,6 @@ def server_errors(text: str) -> list[str]:
 
 
 def verdict_for(run: dict, models: list) -> str:
-    missing = [m for m in models if not m[2]]
     if run.get("status") == "success":
         return "PASS" if " frames " in run.get("decoded", "") and "DOES NOT" not in run.get("decoded", "") \
             else "FAIL (no output)"

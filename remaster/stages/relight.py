@@ -35,7 +35,6 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import host
 from ..stream import Chunk, FrameStream

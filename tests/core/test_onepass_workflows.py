@@ -133,7 +133,7 @@ def prepare(name: str) -> None:
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_every_stage_once_and_ranges_equal_slices(path, models, clips_dir):
+def test_every_stage_once_and_ranges_equal_slices(path, models, clips_dir):  # noqa: F811  (pytest fixture)
     video = clip("talking_head_512_30_audio.mp4")
     prepare(path.stem)
     prompt = tiny_prompt(path, video)
