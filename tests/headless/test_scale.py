@@ -93,7 +93,7 @@ def test_segments_on_two_workers_equal_the_single_run_even_when_a_worker_is_kill
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-dev.txt)")
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-scale.txt)")
     from ray.cluster_utils import Cluster
 
     try:
