@@ -132,6 +132,7 @@ def main(argv=None) -> int:
         target.print_help(sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    WorkflowError = NodeFailed = UsageError  # the real ones below; the except clauses stay valid if imports fail
     try:
         from .. import host
         from .runner import WorkflowError, NodeFailed
@@ -158,6 +159,10 @@ def main(argv=None) -> int:
             print(f"error: {exc} (an internal error: --verbose shows the traceback)", file=sys.stderr)
             return 1
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(f"error: the Python package '{exc.name}' is missing: run README's set-up command "
+              "(pip install torch==2.14.1 torchvision==0.29.1 -r requirements.txt)", file=sys.stderr)
         return 2
     except Exception as exc:
         from ..models.registry import ModelError
