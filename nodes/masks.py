@@ -75,14 +75,14 @@ class RemasterQualityMatting(StreamStage):
             "resolution": ("INT", {"default": 1024, "min": 128, "max": 2048, "step": 32,
                                    "tooltip": "Square size the network sees (the frame is squeezed to it and the matte "
                                               "scaled back). BiRefNet was trained at 1024; 512 is ~4x faster, coarser."}),
-            "stabilise": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 0.95, "step": 0.05,
+            "stabilize": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 0.95, "step": 0.05,
                                     "tooltip": "Temporal steadying of the matte where the picture does not move (0 = raw "
                                                "per-frame output). Moving edges always take the new matte."}),
             "reset_at_cuts": ("BOOLEAN", {"default": True, "tooltip": "Start the steadying afresh at scene cuts (detected if none are attached)."}),
         })
 
-    def run(self, frames, model, resolution=1024, stabilise=0.7, reset_at_cuts=True):
-        return (matting.birefnet_matte(frames, model, resolution=resolution, stabilise=stabilise,
+    def run(self, frames, model, resolution=1024, stabilize=0.7, reset_at_cuts=True):
+        return (matting.birefnet_matte(frames, model, resolution=resolution, stabilise=stabilize,
                                        reset_at_cuts=reset_at_cuts),)
 
 

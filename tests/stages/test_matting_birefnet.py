@@ -156,3 +156,17 @@ def test_stabiliser_on_a_real_matte_damps_flicker_without_trailing(tmp_path):
     f_out, e_out, s_out = flicker_and_motion(frames, clean, stabilise(frames, noisy))
     assert f_out < f_raw / 2.5
     assert e_out <= e_raw + 0.015 and s_out >= s_raw - 0.02
+
+
+def test_quality_matting_node_runs_the_stage(monkeypatch):
+    from nodes.masks import NODE_CLASS_MAPPINGS, RemasterQualityMatting
+
+    assert NODE_CLASS_MAPPINGS["RemasterQualityMatting"] is RemasterQualityMatting
+    monkeypatch.setattr(matting, "compute_dtype", lambda device: torch.float32)
+    model, _ = _lite_file()
+    names = RemasterQualityMatting.INPUT_TYPES()["required"]["model"][0]
+    assert "birefnet-lite/model.safetensors" in names and "rvm_mobilenetv3.pth" not in names
+    src = from_tensor(_frames(3))
+    (out,) = RemasterQualityMatting().run(src, "birefnet-lite/model.safetensors", resolution=128, stabilize=0.0)
+    want = matting.birefnet_matte(src, model, resolution=128, stabilise=0.0).read().mask
+    assert torch.equal(out.read().mask, want)
