@@ -170,3 +170,17 @@ def test_input_sides_must_be_multiples_of_32(lite):
         lite(torch.zeros(1, 3, 64, 80))
     with pytest.raises(ValueError, match="patch_order"):
         birefnet.BiRefNet(SWIN_T, patch_order="rows")
+
+
+@pytest.mark.parametrize("k,budget", [(1, 2**24), (3, 5000), (7, 2**24), (7, 40000)])
+def test_cpu_deformable_conv_equals_torchvision(k, budget):
+    from torchvision.ops import deform_conv2d
+
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 8, 13, 17, generator=g)
+    offset = torch.randn(2, 2 * k * k, 13, 17, generator=g) * 4  # many samples fall off the map
+    mask = torch.rand(2, k * k, 13, 17, generator=g) * 2
+    weight = torch.randn(5, 8, k, k, generator=g)
+    want = deform_conv2d(x, offset, weight, None, padding=(k // 2, k // 2), mask=mask)
+    got = birefnet.sampled_deform_conv(x, offset, mask, weight, k // 2, budget=budget)
+    assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
