@@ -1,5 +1,5 @@
 """Per-channel 1D curves: a ``[M, 3]`` table applied by linear interpolation (LUT shapers, the
-auto colour stage's tone curves)."""
+auto colour stage's tone curves), and the highlight shoulder that brightening stages share."""
 from __future__ import annotations
 
 import torch
@@ -40,3 +40,25 @@ def interp_1d_planar(p: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     a = table.gather(1, i0)
     b = table.gather(1, i0 + 1)
     return a.addcmul_(b - a, f)
+
+
+def shoulder(top: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Where a brightest channel ``top`` was pushed above ``base`` (< 1), the value it rolls off to
+    instead of clipping: ``base`` plus the room left below 1, filled exponentially (slope 1 at
+    ``base``, never reaching 1). Multiply all three channels by ``shoulder / top``: no hue shift."""
+    room = (1.0 - base).clamp(min=1e-4)
+    return base + room * (1.0 - torch.exp((base - top) / room))
+
+
+def roll_off_pixels(rgb: torch.Tensor, before: torch.Tensor, knee: float = 0.85) -> None:
+    """Roll brightened pixels of ``rgb`` ``[..., 3]`` off below white in place: a pixel whose
+    brightest channel rose past ``max(knee, its brightest channel before)`` is scaled down to the
+    :func:`shoulder` value; the others are untouched (computed only on the pixels it changes)."""
+    flat = rgb.view(-1, 3)
+    top = flat.amax(-1)
+    base = before.reshape(-1).to(top.dtype).clamp(min=knee, max=0.999)
+    idx = torch.nonzero(top > base).squeeze(1)
+    if idx.numel() == 0:
+        return
+    t, b = top[idx], base[idx]
+    flat[idx] *= (shoulder(t, b) / t.clamp(min=1e-6)).unsqueeze(1)

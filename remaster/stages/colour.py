@@ -25,7 +25,7 @@ from ..stream import Chunk, FrameStream
 from ..analysis import shotstats
 from ..analysis.colourspace import LUMA_709 as LUMA
 from ..analysis.colourspace import linear_to_srgb, srgb_to_linear
-from ..analysis.curves import apply_1d
+from ..analysis.curves import apply_1d, roll_off_pixels
 
 WHITE_BALANCE = ("grey_world", "white_patch", "region", "off")
 TEMPORAL = ("smooth", "per_shot")
@@ -318,7 +318,8 @@ def tone_curves(p: torch.Tensor, s: AutoColourSettings, size: int = 4096) -> tor
     y = v[None, :, None].expand(p.shape[0], size, 3)
     if s.white_balance != "off":
         y = linear_to_srgb(srgb_to_linear(y) * g)
-    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(0.0, 1.0)  # black/white: inputs mapped to 0/1
+    # black/white: inputs mapped to 0/1; above 1 is kept for the highlight shoulder (apply_params)
+    y = ((y - black) / (white - black).clamp(min=1e-3)).clamp(min=0.0)
     return y.pow(gamma).float()
 
 
@@ -328,6 +329,7 @@ def apply_params(x: torch.Tensor, p: torch.Tensor, s: AutoColourSettings) -> tor
     out = torch.empty_like(x)
     for i in range(x.shape[0]):  # frame by frame keeps the temporaries small
         y = apply_1d(x[i], curves[i])
+        roll_off_pixels(y, x[i].amax(-1))  # channels pushed past white roll off, same factor on all three
         y = clahe_luma(y.unsqueeze(0), s.local_contrast, s.clahe_clip)[0]
         y = saturate(y, s.saturation, s.vibrance, s.skin_protect)
         if s.strength != 1.0:

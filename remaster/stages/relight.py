@@ -38,6 +38,7 @@ import torch
 
 from .. import host
 from ..stream import Chunk, FrameStream
+from ..analysis import curves
 from ..analysis.scenes import CutDetector
 
 from ..analysis.colourspace import LUMA_709 as LUMA  # noqa: E402
@@ -396,10 +397,8 @@ def _roll_off(gain: torch.Tensor, top: torch.Tensor, peak: torch.Tensor, knee: f
     idx = torch.nonzero((top > base).view(-1)).squeeze(1)
     if idx.numel() == 0:
         return
-    t, b = top.view(-1)[idx], base.view(-1)[idx]
-    room = (1.0 - b).clamp_(min=1e-4)
-    rolled = b + room * (1.0 - torch.exp((b - t) / room))
-    gain.view(-1)[idx] *= rolled / t.clamp(min=1e-6)
+    t = top.view(-1)[idx]
+    gain.view(-1)[idx] *= curves.shoulder(t, base.view(-1)[idx]) / t.clamp(min=1e-6)
 
 
 def relight(stream: FrameStream, settings: Optional[RelightSettings] = None, **kw) -> FrameStream:
