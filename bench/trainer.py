@@ -44,7 +44,7 @@ from remaster.stream import from_tensor  # noqa: E402
 SHARED = ROOT.parent / "shared"
 LW = torch.tensor([0.2126, 0.7152, 0.0722])
 CASTS = {"warm": torch.tensor([1.18, 1.0, 0.78]), "green": torch.tensor([0.88, 1.1, 0.86])}
-ENHANCE = C.AutoColourSettings(white_balance="white_patch", wb_strength=0.6, vibrance=0.1)  # enhance.json
+ENHANCE = C.AutoColourSettings(white_balance="white_patch", wb_strength=0.8, vibrance=0.1)  # enhance.json
 
 
 def h264(frames: torch.Tensor, crf: int = 34, fps: int = 25) -> torch.Tensor:
